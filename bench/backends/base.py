@@ -1,0 +1,35 @@
+"""The one small protocol every inference backend implements, and the per-answer faults it may raise."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from bench.catalog import ModelEntry
+from bench.errors import BenchError
+from bench.records import Completion
+
+
+class AnswerTimeout(BenchError):
+    """The answer did not finish within its timeout; the runner records status ``timeout``."""
+
+    def __init__(self, message: str, partial: Completion | None = None):
+        super().__init__(message)
+        self.partial = partial
+
+
+class AnswerFailed(BenchError):
+    """This one answer failed (a 500, a dropped stream, ...); the runner records status ``error`` with the reason."""
+
+
+class Backend(Protocol):
+    """``prepare`` loads and checks a model (digest, fit) and warms it up; ``generate`` answers one prompt."""
+
+    name: str
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def prepare(self, model: ModelEntry) -> dict[str, Any]: ...
+
+    def generate(self, model: ModelEntry, prompt: str, options: dict[str, Any], timeout_s: float) -> Completion: ...
+
+    def close(self) -> None: ...

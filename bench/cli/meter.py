@@ -1,0 +1,7 @@
+"""`bench meter` commands."""
+
+from __future__ import annotations
+
+import click
+
+from bench.cli import cli

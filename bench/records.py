@@ -1,0 +1,100 @@
+"""Typed records that flow between the stages.
+
+Every timestamp named ``*_ns`` is an integer on the host's CLOCK_MONOTONIC (``time.monotonic_ns()``), the clock the
+meter daemon stamps its samples with; ``*_utc`` fields are ISO-8601 strings for humans. Units are in the names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+def canonical_json(value: Any) -> str:
+    """One byte-exact JSON form (sorted keys, no spaces, UTF-8 kept) so hashes are stable across runs and hosts."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Item:
+    """One benchmark question as its dataset's upstream record, plus the gold reference the scorers use."""
+
+    dataset: str
+    item_id: str
+    fields: Mapping[str, Any]
+    reference: Any
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the upstream record's canonical content: what the paper's selection pins."""
+        return sha256_text(canonical_json(dict(self.fields)))
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One model answer with Ollama-shaped timing fields and the runner's own host-clock stamps.
+
+    ``t_send_ns`` is taken right before the request goes out, ``t_first_token_ns`` when the first token arrives
+    (None if no token came), ``t_last_token_ns`` right after the last byte. Ollama-reported durations are kept
+    as reported (None where the server gave none).
+    """
+
+    text: str
+    t_send_ns: int
+    t_first_token_ns: int | None
+    t_last_token_ns: int
+    prompt_eval_count: int | None = None
+    prompt_eval_duration_ns: int | None = None
+    eval_count: int | None = None
+    eval_duration_ns: int | None = None
+    load_duration_ns: int | None = None
+    total_duration_ns: int | None = None
+    done_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class EnergyReading:
+    """The meter's answer for one monotonic-time window.
+
+    ``energy_j`` is the raw integral of power over the window; ``coverage`` is the fraction of the window covered
+    by samples (1.0 = no gaps); ``n_samples`` counts samples inside the window.
+    """
+
+    start_ns: int
+    end_ns: int
+    energy_j: float
+    mean_w: float
+    n_samples: int
+    coverage: float
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+@dataclass(frozen=True)
+class IdleBaseline:
+    """Idle power measured before a run (the paper: 104 min, mean 2.85 W) or fixed by the spec."""
+
+    mean_w: float
+    sd_w: float
+    n_samples: int
+    start_ns: int
+    end_ns: int
+    source: str  # "measured" or "fixed"
+
+
+@dataclass(frozen=True)
+class Score:
+    """A scorer's verdict on one answer: ``correct`` is False for invalid answers, with the reason."""
+
+    correct: bool
+    extracted: str | None
+    reason: str
+    details: Mapping[str, Any] = field(default_factory=dict)

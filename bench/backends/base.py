@@ -21,6 +21,19 @@ class AnswerFailed(BenchError):
     """This one answer failed (a 500, a dropped stream, ...); the runner records status ``error`` with the reason."""
 
 
+class ModelSkipped(BenchError):
+    """The model cannot run on this host (e.g. ``skipped: needs more RAM``); the runner records status ``skipped``.
+
+    The paper left 8 of 36 candidates out because they did not fit the Pi's 4 GB; this makes that a recorded
+    decision instead of a crash mid-run.
+    """
+
+    def __init__(self, message: str, needed_bytes: int | None = None, available_bytes: int | None = None):
+        super().__init__(message)
+        self.needed_bytes = needed_bytes
+        self.available_bytes = available_bytes
+
+
 class Backend(Protocol):
     """``prepare`` loads and checks a model (digest, fit) and warms it up; ``generate`` answers one prompt."""
 

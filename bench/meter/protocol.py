@@ -1,0 +1,312 @@
+"""The meter socket protocol, in this module only: message dataclasses, the JSON-lines codec, the versioned
+hello both sides check, and errors that carry a code and a sentence. See docs/meter-protocol.md.
+
+One JSON object per line (UTF-8, ``\\n``-terminated, at most ``MAX_LINE_BYTES``). The client speaks first with a
+hello; the daemon answers with its own hello or a ``version_mismatch`` error and closes. Then each request carries
+an ``id`` the reply echoes, so a client may pipeline requests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from bench.errors import MeterError
+
+PROTOCOL_NAME = "bench-meter"
+PROTOCOL_VERSION = 1
+MAX_LINE_BYTES = 64 * 1024
+MAX_LABEL_CHARS = 128
+MAX_WAIT_S = 10.0
+LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:/=+@# ")
+
+# Error codes (stable strings; the message is a sentence for humans).
+BAD_JSON = "bad_json"
+TOO_LARGE = "too_large"
+BAD_REQUEST = "bad_request"
+UNKNOWN_OP = "unknown_op"
+HELLO_REQUIRED = "hello_required"
+VERSION_MISMATCH = "version_mismatch"
+BUSY = "busy"
+INTERNAL = "internal"
+SHUTTING_DOWN = "shutting_down"
+
+OPS = ("hello", "energy", "stats", "info", "mark", "stream")
+
+
+class ProtocolError(MeterError):
+    """A message that breaks the protocol; ``code`` is one of the error codes above."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ProtocolMismatch(ProtocolError):
+    """The other side speaks a different protocol or version."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(VERSION_MISMATCH, message)
+
+
+class RemoteError(MeterError):
+    """The daemon answered a request with an error."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"meter daemon refused the request ({code}): {message}")
+        self.code = code
+        self.message = message
+
+
+# -- messages -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello:
+    """Sent first by the client and answered by the daemon; both check ``protocol`` and ``version``."""
+
+    role: str  # "client" or "daemon"
+    software: str
+    protocol: str = PROTOCOL_NAME
+    version: int = PROTOCOL_VERSION
+    op: str = "hello"
+
+
+@dataclass(frozen=True)
+class EnergyRequest:
+    id: int
+    start_ns: int
+    end_ns: int
+    wait_s: float = 2.0
+    op: str = "energy"
+
+
+@dataclass(frozen=True)
+class StatsRequest:
+    id: int
+    op: str = "stats"
+
+
+@dataclass(frozen=True)
+class InfoRequest:
+    id: int
+    op: str = "info"
+
+
+@dataclass(frozen=True)
+class MarkRequest:
+    id: int
+    label: str
+    t_ns: int | None = None
+    op: str = "mark"
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """Push ``samples`` events from now on; ends with an ``end`` event after ``max_s`` (None: until disconnect)."""
+
+    id: int
+    max_s: float | None = None
+    op: str = "stream"
+
+
+Request = EnergyRequest | StatsRequest | InfoRequest | MarkRequest | StreamRequest
+
+
+@dataclass(frozen=True)
+class Reply:
+    id: int | None
+    result: Mapping[str, Any]
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    id: int | None
+    code: str
+    message: str
+    ok: bool = False
+
+
+@dataclass(frozen=True)
+class SamplesEvent:
+    t_ns: list[int]
+    power_w: list[float]
+    event: str = "samples"
+
+
+@dataclass(frozen=True)
+class EndEvent:
+    reason: str
+    event: str = "end"
+
+
+@dataclass(frozen=True)
+class EnergyResult:
+    """The ``energy`` reply: ``mean_w`` is over the covered part (None when nothing is covered)."""
+
+    start_ns: int
+    end_ns: int
+    energy_j: float
+    mean_w: float | None
+    n_samples: int
+    coverage: float
+    gaps_ns: list[list[int]] = field(default_factory=list)
+    newest_ns: int | None = None
+    waited_s: float = 0.0
+
+
+# -- codec ----------------------------------------------------------------------------------------------------
+
+
+def encode(message: Any) -> bytes:
+    """One message -> one JSON line. Replies flatten their error into ``{"error": {"code", "message"}}``."""
+    if isinstance(message, ErrorReply):
+        obj: dict[str, Any] = {"id": message.id, "ok": False, "error": {"code": message.code, "message": message.message}}
+    elif isinstance(message, Reply):
+        obj = {"id": message.id, "ok": True, "result": dict(message.result)}
+    else:
+        obj = asdict(message)
+    return (json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_jsonable) + "\n").encode()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _load(line: bytes) -> dict[str, Any]:
+    if len(line) > MAX_LINE_BYTES:
+        raise ProtocolError(TOO_LARGE, f"message of {len(line)} bytes exceeds the {MAX_LINE_BYTES}-byte limit")
+    try:
+        obj = json.loads(line.decode("utf-8"), parse_constant=_no_constants)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise ProtocolError(BAD_JSON, f"message is not one JSON object in UTF-8: {str(exc)[:80]}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(BAD_JSON, f"message must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _int(obj: Mapping[str, Any], key: str, required: bool = True, default: int | None = None) -> int | None:
+    if key not in obj or obj[key] is None:
+        if required:
+            raise ProtocolError(BAD_REQUEST, f"field {key!r} is required")
+        return default
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(BAD_REQUEST, f"field {key!r} must be an integer, got {type(value).__name__}")
+    if not -(2**63) <= value < 2**63:
+        raise ProtocolError(BAD_REQUEST, f"field {key!r} is out of the 64-bit range")
+    return value
+
+
+def _float(obj: Mapping[str, Any], key: str, default: float | None) -> float | None:
+    if key not in obj or obj[key] is None:
+        return default
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ProtocolError(BAD_REQUEST, f"field {key!r} must be a finite number, got {value!r:.40}")
+    return float(value)
+
+
+def check_label(label: Any) -> str:
+    """Labels go into logs: a short string of letters, digits and ``_-.:/=+@#`` and spaces."""
+    if not isinstance(label, str) or not label:
+        raise ProtocolError(BAD_REQUEST, "field 'label' must be a non-empty string")
+    if len(label) > MAX_LABEL_CHARS:
+        raise ProtocolError(BAD_REQUEST, f"label is {len(label)} characters, the limit is {MAX_LABEL_CHARS}")
+    bad = sorted(set(label) - LABEL_CHARS)
+    if bad:
+        raise ProtocolError(BAD_REQUEST, f"label has characters outside [A-Za-z0-9_-.:/=+@# ]: {''.join(bad)[:10]!r}")
+    return label
+
+
+def request_id(line: bytes) -> int | None:
+    """Best-effort id of a (possibly invalid) request, so an error reply can still echo it."""
+    try:
+        obj = json.loads(line.decode("utf-8"))
+        value = obj.get("id") if isinstance(obj, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63 else None
+    except Exception:  # noqa: BLE001 - any garbage simply has no id
+        return None
+
+
+def decode_hello(line: bytes, expect_role: str) -> Hello:
+    """Parse and check the other side's hello; a different protocol or version raises ``ProtocolMismatch``."""
+    obj = _load(line)
+    if obj.get("ok") is False and isinstance(obj.get("error"), dict):
+        err = obj["error"]
+        raise ProtocolMismatch(f"handshake refused: {err.get('message', err.get('code', '?'))}")
+    if obj.get("op") != "hello":
+        raise ProtocolError(HELLO_REQUIRED, f"expected a hello first, got op {str(obj.get('op'))[:40]!r}")
+    proto, version = obj.get("protocol"), obj.get("version")
+    if proto != PROTOCOL_NAME or version != PROTOCOL_VERSION:
+        raise ProtocolMismatch(
+            f"handshake failed: expected {PROTOCOL_NAME} v{PROTOCOL_VERSION}, got {str(proto)[:40]} v{str(version)[:10]}"
+        )
+    role = obj.get("role")
+    if role != expect_role:
+        raise ProtocolError(BAD_REQUEST, f"hello from a {str(role)[:20]!r}, expected a {expect_role!r}")
+    software = obj.get("software")
+    return Hello(role=role, software=str(software)[:80] if software is not None else "unknown")
+
+
+def decode_request(line: bytes) -> Request:
+    """Parse one request line; anything malformed raises ``ProtocolError`` with a code and a sentence."""
+    obj = _load(line)
+    op = obj.get("op")
+    if not isinstance(op, str):
+        raise ProtocolError(BAD_REQUEST, "field 'op' is required and must be a string")
+    rid = _int(obj, "id")
+    assert rid is not None
+    if op == "energy":
+        start, end = _int(obj, "start_ns"), _int(obj, "end_ns")
+        assert start is not None and end is not None
+        if end < start:
+            raise ProtocolError(BAD_REQUEST, f"window end_ns {end} is before start_ns {start}")
+        wait = _float(obj, "wait_s", 2.0)
+        assert wait is not None
+        if not 0.0 <= wait <= MAX_WAIT_S:
+            raise ProtocolError(BAD_REQUEST, f"wait_s must be within [0, {MAX_WAIT_S}], got {wait}")
+        return EnergyRequest(rid, start, end, wait)
+    if op == "stats":
+        return StatsRequest(rid)
+    if op == "info":
+        return InfoRequest(rid)
+    if op == "mark":
+        return MarkRequest(rid, check_label(obj.get("label")), _int(obj, "t_ns", required=False))
+    if op == "stream":
+        max_s = _float(obj, "max_s", None)
+        if max_s is not None and max_s <= 0:
+            raise ProtocolError(BAD_REQUEST, f"max_s must be positive, got {max_s}")
+        return StreamRequest(rid, max_s)
+    if op == "hello":
+        raise ProtocolError(BAD_REQUEST, "hello was already exchanged on this connection")
+    from bench.errors import did_you_mean
+
+    raise ProtocolError(UNKNOWN_OP, did_you_mean("op", op[:40], [o for o in OPS if o != "hello"]))
+
+
+def decode_reply(line: bytes) -> Reply | ErrorReply | SamplesEvent | EndEvent:
+    """Parse one line from the daemon (client side)."""
+    obj = _load(line)
+    event = obj.get("event")
+    if event == "samples":
+        return SamplesEvent(list(obj.get("t_ns", [])), list(obj.get("power_w", [])))
+    if event == "end":
+        return EndEvent(str(obj.get("reason", "")))
+    rid = obj.get("id")
+    if obj.get("ok") is True and isinstance(obj.get("result"), dict):
+        return Reply(rid, obj["result"])
+    err = obj.get("error")
+    if obj.get("ok") is False and isinstance(err, dict):
+        return ErrorReply(rid, str(err.get("code", INTERNAL)), str(err.get("message", "")))
+    raise ProtocolError(BAD_JSON, f"reply is neither a result nor an error: {line[:80]!r}")

@@ -1,0 +1,83 @@
+"""Every stage in order on one result folder: run (or resume), score, report, seal. What `make demo` and
+`make reproduce` call; each stage can also be run alone from the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import __version__, results
+from bench.runner import RunOutcome, run
+from bench.score_run import ScoreSummary, score_run
+from bench.spec import Spec, parse_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineOutcome:
+    run: RunOutcome
+    scores: list[ScoreSummary]
+    report_dir: Path
+    sealed: bool
+
+
+def run_facts(out_dir: Path) -> dict[str, Any]:
+    """What the manifest needs from the results DB: spec, models with digests, idle baseline, meter, counts."""
+    db = results.connect(out_dir / "results.db")
+    try:
+        run_row = results.get_run(db)
+        spec = parse_spec(run_row.spec_toml, run_row.spec_name)
+        models = {r["model"]: json.loads(r["facts_json"]) for r in db.execute("SELECT * FROM models ORDER BY model")}
+        meter = [json.loads(r["detail"]) for r in db.execute(
+            "SELECT detail FROM run_events WHERE kind = 'meter' ORDER BY id")]
+        idle = results.latest_idle(db)
+        events = [dict(r) for r in db.execute("SELECT t_utc, kind, detail FROM run_events ORDER BY id")]
+        return {
+            "run_id": run_row.run_id,
+            "spec": {"name": run_row.spec_name, "sha256": run_row.spec_sha256, "toml": run_row.spec_toml},
+            "toolkit_version": __version__,
+            "results_schema_version": results.schema_version(db),
+            "backend": {"kind": spec.backend.kind, "options": spec.options, "models": models},
+            "datasets": [{"name": d.name, "source": d.source, "selection": d.selection, "limit": d.limit,
+                          "revision": d.revision} for d in spec.datasets],
+            "meter": meter[-1] if meter else None,
+            "meter_sessions": meter,
+            "idle_baseline": idle.__dict__ if idle else None,
+            "answers_by_status": results.status_counts(db),
+            "created_utc": run_row.created_utc,
+            "events": events,
+        }
+    finally:
+        db.close()
+
+
+def build_run_report(out_dir: Path, mode: str = "paper") -> Path:
+    from bench.report import build_report
+
+    frame = results.answers_frame(out_dir / "results.db", mode)
+    db = results.connect(out_dir / "results.db")
+    try:
+        traces = results.traces(db, limit=3)
+    finally:
+        db.close()
+    facts = run_facts(out_dir)
+    run_info = {k: facts[k] for k in ("run_id", "spec", "toolkit_version", "idle_baseline", "answers_by_status",
+                                       "meter")}
+    build_report(frame, out_dir / "report", run_info=run_info, traces=traces)
+    return out_dir / "report"
+
+
+def pipeline(spec: Spec, out_dir: Path, *, progress: bool = True, key_path: Path | None = None) -> PipelineOutcome:
+    from bench.provenance import seal
+
+    outcome = run(spec, out_dir, progress=progress)
+    if outcome.interrupted:
+        return PipelineOutcome(outcome, [], out_dir / "report", False)
+    scores = score_run(out_dir, spec.scoring_modes)
+    report_dir = build_run_report(out_dir, spec.scoring_modes[0])
+    seal(out_dir, run_facts(out_dir), key_path=key_path)
+    return PipelineOutcome(outcome, scores, report_dir, True)

@@ -1,0 +1,131 @@
+"""The authors' companion-site data (``edge-llm-site-data.json``) in this toolkit's shapes.
+
+* ``load_authors_frame``: the per-answer ``points`` as an answers frame (energy, latency and prefill are stored in
+  tenths, so their means can move the second decimal by one; eval seconds are absent, hence no tokens/s).
+* ``load_authors_cells``: the per-(model, dataset) ``agg`` as cells (exact to the 4 decimals published; only
+  J/token carries an sd), which the table code accepts in place of cells computed from a frame.
+* ``load_authors_traces``: the 2 Hz power traces of the sample questions, as ``AnswerTrace`` records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.report.aggregate import precision_group
+from bench.report.metrics import METRICS
+from bench.report.traces import AnswerTrace
+
+log = logging.getLogger(__name__)
+
+# agg key -> metric name in cells
+AGG_METRICS = {
+    "acc": "accuracy", "E": "energy_j", "jpt": "j_per_token", "tok": "tokens", "lat": "latency_s",
+    "tps": "tokens_per_s", "prefill": "prefill_s", "gen": "gen_s", "load": "load_s",
+}
+
+FRAME_COLUMNS = [
+    "run_id", "model", "base", "quant", "precision_group", "dataset", "item_id", "status", "reason", "correct",
+    "score_mode", "energy_j", "energy_raw_j", "idle_w", "mean_w", "coverage", "n_samples", "prefill_energy_j",
+    "prefill_energy_raw_j", "prefill_coverage", "prefill_n_samples", "decode_energy_j", "decode_energy_raw_j",
+    "decode_coverage", "decode_n_samples", "eval_count", "prompt_eval_count", "total_s", "load_s", "prompt_eval_s",
+    "eval_s", "host_total_s", "ttft_s", "decode_s", "t_send_ns", "t_last_ns",
+]
+"""The answers-frame columns of docs/internals.md, in that order."""
+
+
+def _read(path: Path) -> dict:
+    data = json.loads(Path(path).read_text("utf-8"))
+    for key in ("models", "agg", "points"):
+        if key not in data:
+            raise ValueError(f"{path}: expected the companion-site format with key {key!r}; found {sorted(data)}")
+    return data
+
+
+def _models(data: dict) -> dict[str, dict]:
+    return {m["id"]: m for m in data["models"]}
+
+
+def load_authors_frame(path: Path) -> pd.DataFrame:
+    """The authors' 26,251 answers as an answers frame (NaN where the site data has no value)."""
+    data = _read(path)
+    models = _models(data)
+    idle_w = float(data.get("meta", {}).get("idleW", math.nan))
+    parts = []
+    for mid, per_ds in data["points"].items():
+        m = models[mid]
+        for ds, p in per_ds.items():
+            n = len(p["E"])
+            parts.append(pd.DataFrame({
+                "model": m["ollama"], "base": m["fam"], "quant": m["q"], "precision_group": precision_group(m["q"]),
+                "dataset": ds, "item_id": [f"{ds}#{i}" for i in range(n)],
+                "correct": np.frombuffer(p["ok"].encode("ascii"), dtype=np.uint8) - ord("0"),
+                "energy_j": np.asarray(p["E"], dtype=float) / 10,
+                "eval_count": np.asarray(p["tok"], dtype=float),
+                "total_s": np.asarray(p["lat"], dtype=float) / 10,
+                "prompt_eval_s": np.asarray(p["pre"], dtype=float) / 10,
+            }))
+    frame = pd.concat(parts, ignore_index=True)
+    frame["correct"] = frame["correct"].astype(float)
+    frame["run_id"] = "authors"
+    frame["status"] = "ok"
+    frame["score_mode"] = "paper"
+    frame["idle_w"] = idle_w
+    for col in FRAME_COLUMNS:
+        if col not in frame.columns:
+            frame[col] = np.nan
+    log.info("loaded %d authors' answers from %s", len(frame), path)
+    return frame[FRAME_COLUMNS]
+
+
+def load_authors_cells(path: Path) -> pd.DataFrame:
+    """The authors' per-(model, dataset) aggregates in the cells schema of ``aggregate.cells``."""
+    data = _read(path)
+    models = _models(data)
+    rows = []
+    for mid, per_ds in data["agg"].items():
+        m = models[mid]
+        for ds, a in per_ds.items():
+            if ds == "all":
+                continue
+            n = int(a["n"])
+            row = {"model": m["ollama"], "base": m["fam"], "quant": m["q"], "precision_group": precision_group(m["q"]),
+                   "dataset": ds, "n_rows": n, "n_answers": n, "n_failed": 0,
+                   "prefill_low_conf_n": 0, "decode_low_conf_n": 0}
+            for metric in METRICS:
+                row[metric], row[f"{metric}_sd"], row[f"{metric}_n"] = math.nan, math.nan, 0
+            for key, metric in AGG_METRICS.items():
+                if key in a:
+                    row[metric], row[f"{metric}_n"] = float(a[key]), n
+            row["j_per_token_sd"] = float(a.get("jptSd", math.nan))
+            rows.append(row)
+    return pd.DataFrame(rows).sort_values(["model", "dataset"], ignore_index=True)
+
+
+def load_authors_traces(path: Path, limit: int = 3) -> list[AnswerTrace]:
+    """Power traces of the first ``limit`` sample answers that carry one (2 Hz, centiwatts, ``t0`` offset in s)."""
+    data = _read(path)
+    tags = [m["ollama"] for m in data["models"]]
+    out: list[AnswerTrace] = []
+    for q in data.get("questions", []):
+        for a in q.get("answers", []):
+            tr = a.get("tr")
+            if not tr or not tr.get("p") or not a.get("lat"):
+                continue
+            t0_ns = round(float(tr["t0"]) * 1e9)
+            dt_ns = round(float(tr["dt"]) * 1e9)
+            samples = [(t0_ns + i * dt_ns, p / 100.0) for i, p in enumerate(tr["p"])]
+            first_s = float(a.get("load") or 0) + float(a.get("pre") or 0)
+            out.append(AnswerTrace(
+                label=f"{tags[a['m']]} · {q['ds']} (authors' sample, 2 Hz)", samples=tuple(samples),
+                t_send_ns=0, t_first_ns=round(first_s * 1e9) if first_s else None,
+                t_last_ns=round(float(a["lat"]) * 1e9), idle_w=float(data.get("meta", {}).get("idleW", math.nan)),
+            ))
+            if len(out) >= limit:
+                return out
+    return out

@@ -1,0 +1,86 @@
+"""Confidence intervals for the two kinds of mean the paper uses.
+
+* a plain or pooled mean over answers: Student-t 95% interval, ``mean ± t(0.975, n-1) · sd / sqrt(n)``;
+* a mean of means (over datasets, models, groups): normal 95% interval with the standard error propagated from the
+  parts' standard errors, ``se = sqrt(sum se_i^2) / k``, the parts being independent sets of answers.
+
+Both are computed from (mean, sd, n) triples, so the same code serves per-answer frames and supplied aggregates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+LEVEL = 0.95
+Z = 1.959963984540054
+CI_METHOD = (
+    "95% intervals: Student t on means over answers (pooled means included); normal with standard errors "
+    "propagated from the parts for means of means (over datasets, models or groups)."
+)
+
+
+@lru_cache(maxsize=4096)
+def t_quantile(df: int) -> float:
+    """Two-sided 95% Student t quantile (scipy, which scikit-learn already brings in)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + LEVEL / 2, df))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean with its 95% interval half-width (NaN when it cannot be computed) and the answers behind it."""
+
+    mean: float
+    half: float
+    n: int
+    sd: float = math.nan
+
+    @property
+    def se(self) -> float:
+        return self.half / Z if math.isfinite(self.half) else math.nan
+
+
+def t_half(sd: float, n: float) -> float:
+    """t-interval half-width of a mean of ``n`` answers with sample sd ``sd``."""
+    if not (n and n >= 2 and math.isfinite(sd)):
+        return math.nan
+    return t_quantile(int(n) - 1) * sd / math.sqrt(n)
+
+
+def se_of(sd: float, n: float) -> float:
+    if not (n and n >= 2 and math.isfinite(sd)):
+        return math.nan
+    return sd / math.sqrt(n)
+
+
+def pooled(means: np.ndarray, sds: np.ndarray, ns: np.ndarray) -> Estimate:
+    """Mean, sd and t-interval of the union of groups given each group's mean, sample sd and count (exact)."""
+    keep = np.isfinite(means) & (ns > 0)
+    m, s, n = means[keep], sds[keep], ns[keep]
+    total = float(n.sum())
+    if total == 0:
+        return Estimate(math.nan, math.nan, 0)
+    mean = float((m * n).sum() / total)
+    if total < 2 or not np.all(np.isfinite(s[n >= 2])):
+        return Estimate(mean, math.nan, int(total))
+    within = float(np.nansum(np.where(n >= 2, (n - 1) * s**2, 0.0)))
+    between = float((n * (m - mean) ** 2).sum())
+    sd = math.sqrt((within + between) / (total - 1))
+    return Estimate(mean, t_half(sd, total), int(total), sd)
+
+
+def mean_of(parts: list[Estimate]) -> Estimate:
+    """Unweighted mean of estimates; half-width from propagated standard errors (NaN if any part lacks one)."""
+    parts = [p for p in parts if math.isfinite(p.mean)]
+    if not parts:
+        return Estimate(math.nan, math.nan, 0)
+    k = len(parts)
+    mean = sum(p.mean for p in parts) / k
+    ses = [p.se for p in parts]
+    half = Z * math.sqrt(sum(se * se for se in ses)) / k if all(math.isfinite(se) for se in ses) else math.nan
+    return Estimate(mean, half, sum(p.n for p in parts))

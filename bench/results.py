@@ -1,0 +1,395 @@
+"""The results store: one SQLite file per result folder, WAL mode, STRICT tables, numbered migrations.
+
+One folder holds one run (one spec hash). Answers are append-only and each is committed, with its energy windows,
+in one transaction before the next request goes out, so a SIGKILL loses at most the answer in flight and a restart
+asks only what is missing. Scores are derived data: re-scoring a mode replaces that mode's rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from bench import __version__
+from bench.errors import ResultsError
+from bench.records import Completion, EnergyReading, IdleBaseline, Score
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("ok", "timeout", "error", "skipped")
+PHASES = ("answer", "prefill", "decode")
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register a schema migration; names are numbered (m001_...) and never reused or edited once applied."""
+    name = fn.__name__
+    if any(existing == name for existing, _ in MIGRATIONS):
+        raise ValueError(f"duplicate migration {name}")
+    MIGRATIONS.append((name, fn))
+    return fn
+
+
+@migration
+def m001_initial(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            spec_name TEXT NOT NULL,
+            spec_sha256 TEXT NOT NULL,
+            spec_toml TEXT NOT NULL,
+            toolkit_version TEXT NOT NULL,
+            created_utc TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE run_events (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            t_utc TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        ) STRICT;
+        CREATE TABLE models (
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            model TEXT NOT NULL,
+            digest TEXT,
+            facts_json TEXT NOT NULL,
+            prepared_utc TEXT NOT NULL,
+            PRIMARY KEY (run_id, model)
+        ) STRICT;
+        CREATE TABLE idle_baselines (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            source TEXT NOT NULL,
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            mean_w REAL NOT NULL,
+            sd_w REAL NOT NULL,
+            n_samples INTEGER NOT NULL,
+            measured_utc TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE answers (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            model TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            item_sha256 TEXT NOT NULL,
+            prompt_sha256 TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'timeout', 'error', 'skipped')),
+            reason TEXT NOT NULL DEFAULT '',
+            response TEXT,
+            t_send_ns INTEGER,
+            t_first_token_ns INTEGER,
+            t_last_token_ns INTEGER,
+            prompt_eval_count INTEGER,
+            prompt_eval_duration_ns INTEGER,
+            eval_count INTEGER,
+            eval_duration_ns INTEGER,
+            load_duration_ns INTEGER,
+            total_duration_ns INTEGER,
+            done_reason TEXT,
+            idle_w REAL,
+            temp_before_c REAL,
+            temp_after_c REAL,
+            throttled_before TEXT,
+            throttled_after TEXT,
+            created_utc TEXT NOT NULL,
+            UNIQUE (run_id, model, dataset, item_id)
+        ) STRICT;
+        CREATE TABLE energy_windows (
+            answer_id INTEGER NOT NULL REFERENCES answers(id),
+            phase TEXT NOT NULL CHECK (phase IN ('answer', 'prefill', 'decode')),
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            energy_raw_j REAL NOT NULL,
+            energy_j REAL NOT NULL,
+            mean_w REAL NOT NULL,
+            n_samples INTEGER NOT NULL,
+            coverage REAL NOT NULL,
+            PRIMARY KEY (answer_id, phase)
+        ) STRICT;
+        CREATE TABLE scores (
+            answer_id INTEGER NOT NULL REFERENCES answers(id),
+            mode TEXT NOT NULL,
+            correct INTEGER NOT NULL,
+            extracted TEXT,
+            reason TEXT NOT NULL,
+            details_json TEXT NOT NULL,
+            scored_utc TEXT NOT NULL,
+            PRIMARY KEY (answer_id, mode)
+        ) STRICT;
+        CREATE TABLE traces (
+            answer_id INTEGER PRIMARY KEY REFERENCES answers(id),
+            samples_json TEXT NOT NULL
+        ) STRICT;
+        """
+    )
+
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def connect(path: Path, *, trace_sql: bool = False) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate a results DB. Autocommit mode; writes go through `transaction`."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=30)
+    db.row_factory = sqlite3.Row
+    if trace_sql:
+        db.set_trace_callback(lambda sql: log.debug("sql: %s", sql))
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")  # an answer that was committed survives a power cut
+    db.execute("PRAGMA foreign_keys=ON")
+    migrate(db)
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS _bench_migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL) STRICT")
+    applied = {row[0] for row in db.execute("SELECT name FROM _bench_migrations")}
+    known = {name for name, _ in MIGRATIONS}
+    if applied - known:
+        raise ResultsError(f"results DB has migrations this toolkit does not know ({', '.join(sorted(applied - known))}); "
+                           f"it was written by a newer version than {__version__}")
+    for name, fn in MIGRATIONS:
+        if name in applied:
+            continue
+        with transaction(db):
+            fn(db)
+            db.execute("INSERT INTO _bench_migrations VALUES (?, ?)", (name, utc_now()))
+        log.info("applied migration %s", name)
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    return db.execute("SELECT count(*) FROM _bench_migrations").fetchone()[0]
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    spec_name: str
+    spec_sha256: str
+    spec_toml: str
+    toolkit_version: str
+    created_utc: str
+
+
+def get_run(db: sqlite3.Connection) -> RunRow | None:
+    rows = db.execute("SELECT * FROM runs").fetchall()
+    if len(rows) > 1:
+        raise ResultsError(f"results DB holds {len(rows)} runs; a result folder holds exactly one")
+    return RunRow(**dict(rows[0])) if rows else None
+
+
+def open_run(db: sqlite3.Connection, spec_name: str, spec_sha256: str, spec_toml: str) -> tuple[RunRow, bool]:
+    """The folder's run, created on first use. Returns (run, resumed). A different spec hash is refused."""
+    run = get_run(db)
+    if run is not None:
+        if run.spec_sha256 != spec_sha256:
+            raise ResultsError(f"this result folder holds a run of spec {run.spec_name!r} (sha256 {run.spec_sha256[:12]}), "
+                               f"not {spec_name!r} (sha256 {spec_sha256[:12]}); choose another --out folder")
+        add_event(db, run.run_id, "resume")
+        return run, True
+    run = RunRow(run_id=uuid.uuid4().hex, spec_name=spec_name, spec_sha256=spec_sha256, spec_toml=spec_toml,
+                 toolkit_version=__version__, created_utc=utc_now())
+    with transaction(db):
+        db.execute("INSERT INTO runs VALUES (:run_id, :spec_name, :spec_sha256, :spec_toml, :toolkit_version, "
+                   ":created_utc)", run.__dict__)
+        db.execute("INSERT INTO run_events (run_id, t_utc, kind) VALUES (?, ?, 'start')", (run.run_id, utc_now()))
+    return run, False
+
+
+def add_event(db: sqlite3.Connection, run_id: str, kind: str, detail: str = "") -> None:
+    with transaction(db):
+        db.execute("INSERT INTO run_events (run_id, t_utc, kind, detail) VALUES (?, ?, ?, ?)",
+                   (run_id, utc_now(), kind, detail))
+
+
+def record_model(db: sqlite3.Connection, run_id: str, model: str, facts: dict[str, Any]) -> None:
+    """Store what `prepare` learned about a model; a later session must see the same digest."""
+    digest = facts.get("digest")
+    row = db.execute("SELECT digest FROM models WHERE run_id = ? AND model = ?", (run_id, model)).fetchone()
+    if row is not None:
+        if row["digest"] != digest:
+            raise ResultsError(f"model {model} now has digest {digest}, but this run started with {row['digest']}; "
+                               f"a run must not mix model versions")
+        return
+    with transaction(db):
+        db.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?)",
+                   (run_id, model, digest, json.dumps(facts, sort_keys=True, default=str), utc_now()))
+
+
+def record_idle(db: sqlite3.Connection, run_id: str, idle: IdleBaseline) -> None:
+    with transaction(db):
+        db.execute("INSERT INTO idle_baselines (run_id, source, start_ns, end_ns, mean_w, sd_w, n_samples, measured_utc) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (run_id, idle.source, idle.start_ns, idle.end_ns, idle.mean_w, idle.sd_w, idle.n_samples, utc_now()))
+
+
+def latest_idle(db: sqlite3.Connection) -> IdleBaseline | None:
+    row = db.execute("SELECT * FROM idle_baselines ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    return IdleBaseline(mean_w=row["mean_w"], sd_w=row["sd_w"], n_samples=row["n_samples"], start_ns=row["start_ns"],
+                        end_ns=row["end_ns"], source=row["source"])
+
+
+def done_keys(db: sqlite3.Connection, run_id: str) -> set[tuple[str, str, str]]:
+    """(model, dataset, item_id) of every answer already recorded: what a resumed run must not ask again."""
+    return {(r[0], r[1], r[2]) for r in db.execute(
+        "SELECT model, dataset, item_id FROM answers WHERE run_id = ?", (run_id,))}
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    """Everything the runner knows about one answer; the single write path stores it atomically."""
+
+    run_id: str
+    model: str
+    dataset: str
+    item_id: str
+    item_sha256: str
+    prompt_sha256: str
+    status: str
+    reason: str = ""
+    completion: Completion | None = None
+    idle_w: float | None = None
+    windows: dict[str, EnergyReading] | None = None
+    temp_before_c: float | None = None
+    temp_after_c: float | None = None
+    throttled_before: str | None = None
+    throttled_after: str | None = None
+    trace: list[tuple[int, float]] | None = None
+
+
+def idle_subtracted(reading: EnergyReading, idle_w: float) -> float:
+    """The paper's definition: raw energy minus idle power x window length, clipped at 0."""
+    return max(0.0, reading.energy_j - idle_w * reading.duration_s)
+
+
+def record_answer(db: sqlite3.Connection, rec: AnswerRecord) -> int:
+    """The one write path for answers: the answer row, its energy windows and trace in one transaction."""
+    if rec.status not in STATUSES:
+        raise ResultsError(f"status must be one of {', '.join(STATUSES)}, got {rec.status!r}")
+    c = rec.completion
+    with transaction(db):
+        cur = db.execute(
+            "INSERT INTO answers (run_id, model, dataset, item_id, item_sha256, prompt_sha256, status, reason, response, "
+            "t_send_ns, t_first_token_ns, t_last_token_ns, prompt_eval_count, prompt_eval_duration_ns, eval_count, "
+            "eval_duration_ns, load_duration_ns, total_duration_ns, done_reason, idle_w, temp_before_c, temp_after_c, "
+            "throttled_before, throttled_after, created_utc) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (rec.run_id, rec.model, rec.dataset, rec.item_id, rec.item_sha256, rec.prompt_sha256, rec.status,
+             rec.reason, c.text if c else None, c.t_send_ns if c else None, c.t_first_token_ns if c else None,
+             c.t_last_token_ns if c else None, c.prompt_eval_count if c else None,
+             c.prompt_eval_duration_ns if c else None, c.eval_count if c else None, c.eval_duration_ns if c else None,
+             c.load_duration_ns if c else None, c.total_duration_ns if c else None, c.done_reason if c else None,
+             rec.idle_w, rec.temp_before_c, rec.temp_after_c, rec.throttled_before, rec.throttled_after, utc_now()))
+        answer_id = cur.lastrowid
+        for phase, reading in (rec.windows or {}).items():
+            if phase not in PHASES:
+                raise ResultsError(f"energy window phase must be one of {', '.join(PHASES)}, got {phase!r}")
+            db.execute("INSERT INTO energy_windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (answer_id, phase, reading.start_ns, reading.end_ns, reading.energy_j,
+                        idle_subtracted(reading, rec.idle_w or 0.0), reading.mean_w, reading.n_samples,
+                        reading.coverage))
+        if rec.trace:
+            db.execute("INSERT INTO traces VALUES (?, ?)", (answer_id, json.dumps(rec.trace)))
+    return answer_id
+
+
+def answers_to_score(db: sqlite3.Connection, mode: str, *, rescore: bool = False) -> list[sqlite3.Row]:
+    """Answers that have a response and no score in this mode (all of them with ``rescore``)."""
+    sql = ("SELECT a.id, a.dataset, a.item_id, a.response FROM answers a WHERE a.status = 'ok'"
+           + ("" if rescore else " AND NOT EXISTS (SELECT 1 FROM scores s WHERE s.answer_id = a.id AND s.mode = ?)")
+           + " ORDER BY a.id")
+    return db.execute(sql, () if rescore else (mode,)).fetchall()
+
+
+def record_scores(db: sqlite3.Connection, mode: str, scored: list[tuple[int, Score]]) -> None:
+    """Store one batch of scores for a mode, replacing earlier scores of the same answers in that mode."""
+    now = utc_now()
+    with transaction(db):
+        db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [(answer_id, mode, int(s.correct), s.extracted, s.reason,
+                         json.dumps(dict(s.details), sort_keys=True, default=str), now) for answer_id, s in scored])
+
+
+def status_counts(db: sqlite3.Connection) -> dict[str, int]:
+    return {r[0]: r[1] for r in db.execute("SELECT status, count(*) FROM answers GROUP BY status ORDER BY status")}
+
+
+def traces(db: sqlite3.Connection, limit: int = 1) -> list[dict[str, Any]]:
+    """Stored power traces with their answer's window stamps, for the report's trace plot."""
+    rows = db.execute(
+        "SELECT a.model, a.dataset, a.item_id, a.t_send_ns, a.t_first_token_ns, a.t_last_token_ns, t.samples_json "
+        "FROM traces t JOIN answers a ON a.id = t.answer_id ORDER BY a.id LIMIT ?", (limit,)).fetchall()
+    return [{**{k: r[k] for k in r.keys() if k != "samples_json"}, "samples": json.loads(r["samples_json"])}
+            for r in rows]
+
+
+FRAME_SQL = """
+SELECT r.run_id, a.model, a.dataset, a.item_id, a.status, a.reason,
+       s.correct AS correct, ? AS score_mode,
+       w.energy_j, w.energy_raw_j, a.idle_w, w.mean_w, w.coverage, w.n_samples,
+       p.energy_j AS prefill_energy_j, p.energy_raw_j AS prefill_energy_raw_j, p.coverage AS prefill_coverage,
+       p.n_samples AS prefill_n_samples,
+       d.energy_j AS decode_energy_j, d.energy_raw_j AS decode_energy_raw_j, d.coverage AS decode_coverage,
+       d.n_samples AS decode_n_samples,
+       a.eval_count, a.prompt_eval_count,
+       a.total_duration_ns / 1e9 AS total_s, a.load_duration_ns / 1e9 AS load_s,
+       a.prompt_eval_duration_ns / 1e9 AS prompt_eval_s, a.eval_duration_ns / 1e9 AS eval_s,
+       (a.t_last_token_ns - a.t_send_ns) / 1e9 AS host_total_s,
+       (a.t_first_token_ns - a.t_send_ns) / 1e9 AS ttft_s,
+       (a.t_last_token_ns - a.t_first_token_ns) / 1e9 AS decode_s,
+       a.t_send_ns, a.t_last_token_ns AS t_last_ns
+FROM answers a
+JOIN runs r ON r.run_id = a.run_id
+LEFT JOIN scores s ON s.answer_id = a.id AND s.mode = ?
+LEFT JOIN energy_windows w ON w.answer_id = a.id AND w.phase = 'answer'
+LEFT JOIN energy_windows p ON p.answer_id = a.id AND p.phase = 'prefill'
+LEFT JOIN energy_windows d ON d.answer_id = a.id AND d.phase = 'decode'
+ORDER BY a.id
+"""
+
+
+def answers_frame(db_path: Path | str, mode: str = "paper"):
+    """One row per answer with the columns listed in docs/internals.md (the report's input)."""
+    import pandas as pd
+
+    from bench.catalog import models
+
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        frame = pd.read_sql_query(FRAME_SQL, db, params=(mode, mode))
+    finally:
+        db.close()
+    catalog = models()
+    frame.insert(2, "base", [catalog[m].base if m in catalog else m for m in frame["model"]])
+    frame.insert(3, "quant", [catalog[m].quant if m in catalog else "" for m in frame["model"]])
+    frame.insert(4, "precision_group", [catalog[m].precision_group if m in catalog else "" for m in frame["model"]])
+    frame["correct"] = frame["correct"].astype("float64")
+    return frame

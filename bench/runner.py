@@ -1,0 +1,256 @@
+"""The main loop: one answer at a time, each stamped on the host monotonic clock, metered, and committed.
+
+For every answer the runner stamps the moment the request goes out, the first token and the last byte (the backend
+does the stamping), asks the meter for the energy of three windows (whole answer, load + prefill, decode), reads
+the SoC temperature and throttle state before and after, and commits it all in one transaction before the next
+request. A resumed run asks only what is missing. SIGINT/SIGTERM finish the answer in flight and stop cleanly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from bench import results
+from bench.backends import get_backend
+from bench.backends.base import AnswerFailed, AnswerTimeout, Backend, ModelSkipped
+from bench.catalog import ModelEntry
+from bench.datasets import DataSource, load_items
+from bench.errors import ResultsError
+from bench.meter.client import MeterClient, connect
+from bench.meter.local import spawn_daemon
+from bench.prompts import render
+from bench.records import Completion, EnergyReading, IdleBaseline, Item, sha256_text
+from bench.spec import Spec
+from bench.thermal import cool_down, temperature_c, throttled
+
+log = logging.getLogger(__name__)
+
+# Answers whose power trace is kept for the report's trace plot: the first of each (model, dataset) block.
+TRACE_FIRST_PER_BLOCK = True
+
+
+@dataclass(frozen=True)
+class Task:
+    model: ModelEntry
+    item: Item
+    prompt: str
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    out_dir: Path
+    run_id: str
+    resumed: bool
+    asked: int
+    counts: dict[str, int]
+    interrupted: bool
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the loop checks it between answers so an answer is never half-recorded."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    def __call__(self, signum: int, _frame: Any) -> None:
+        log.warning("signal %s: finishing the answer in flight, then stopping", signum)
+        self.stopped = True
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_StopFlag]:
+    flag = _StopFlag()
+    previous = {s: signal.signal(s, flag) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def load_tasks(spec: Spec) -> list[Task]:
+    """Every (model, item) of the spec in run order; the paper ran all models on one dataset before the next."""
+    items_by_ds = {}
+    for ds in spec.datasets:
+        source = DataSource(kind=ds.source, selection=ds.selection, limit=ds.limit, path=ds.path, revision=ds.revision)
+        items_by_ds[ds.name] = [(item, render(item)) for item in load_items(ds.name, source)]
+    models = spec.model_entries()
+    if spec.order == "dataset-major":
+        pairs = [(m, ds.name) for ds in spec.datasets for m in models]
+    else:
+        pairs = [(m, ds.name) for m in models for ds in spec.datasets]
+    return [Task(m, item, prompt) for m, ds in pairs for item, prompt in items_by_ds[ds]]
+
+
+@contextlib.contextmanager
+def open_meter(spec: Spec, out_dir: Path) -> Iterator[MeterClient]:
+    """The host daemon named by the spec, or a local daemon started for this run (its raw log kept in out/meter)."""
+    if spec.meter.socket:
+        client = connect(spec.meter.socket)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    log_dir = out_dir / "meter"
+    log_dir.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-meter-") as tmp:  # short path: Unix sockets allow ~100 bytes
+        sock = str(Path(tmp) / "meter.sock")
+        with spawn_daemon(spec.meter.driver, spec.meter.options, sock, log_dir=log_dir):
+            client = connect(sock)
+            try:
+                yield client
+            finally:
+                client.close()
+
+
+def measure_idle(meter: MeterClient, duration_s: float, *, sleep=time.sleep) -> IdleBaseline:
+    """Mean and sd of idle power: the window's energy over its length, sd over 1-second sub-windows."""
+    start = time.monotonic_ns()
+    sleep(duration_s)
+    end = time.monotonic_ns()
+    whole = meter.energy(start, end)
+    step = 1_000_000_000
+    per_second = [meter.energy(t, t + step).mean_w for t in range(start, end - step + 1, step)]
+    sd = statistics.stdev(per_second) if len(per_second) > 1 else 0.0
+    log.info("idle baseline: %.3f W (sd %.3f) over %.0f s, %d samples, coverage %.3f",
+             whole.mean_w, sd, duration_s, whole.n_samples, whole.coverage)
+    return IdleBaseline(mean_w=whole.mean_w, sd_w=sd, n_samples=whole.n_samples, start_ns=start, end_ns=end,
+                        source="measured")
+
+
+def idle_baseline(spec: Spec, db, run_id: str, meter: MeterClient) -> IdleBaseline:
+    """A resumed run keeps its first baseline; a fixed value (the paper's 2.85 W) needs no measuring."""
+    existing = results.latest_idle(db)
+    if existing is not None:
+        return existing
+    if spec.idle.duration_s > 0:
+        idle = measure_idle(meter, spec.idle.duration_s)
+    else:
+        now = time.monotonic_ns()
+        idle = IdleBaseline(mean_w=float(spec.idle.fixed_w), sd_w=0.0, n_samples=0, start_ns=now, end_ns=now,
+                            source="fixed")
+    results.record_idle(db, run_id, idle)
+    return idle
+
+
+def meter_windows(meter: MeterClient, c: Completion) -> dict[str, EnergyReading]:
+    windows = {"answer": meter.energy(c.t_send_ns, c.t_last_token_ns)}
+    if c.t_first_token_ns is not None:
+        windows["prefill"] = meter.energy(c.t_send_ns, c.t_first_token_ns)
+        windows["decode"] = meter.energy(c.t_first_token_ns, c.t_last_token_ns)
+    return windows
+
+
+def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: float, task: Task,
+        keep_trace: bool) -> results.AnswerRecord:
+    """One answer, whatever happens: ok, timeout or error, each with its reason."""
+    temp_before, thr_before = temperature_c(), throttled()
+    status, reason, completion = "ok", "", None
+    try:
+        completion = backend.generate(task.model, task.prompt, dict(spec.options), spec.backend.timeout_s)
+    except AnswerTimeout as exc:
+        status, reason, completion = "timeout", str(exc), exc.partial
+    except AnswerFailed as exc:
+        status, reason = "error", str(exc)
+    windows = meter_windows(meter, completion) if completion is not None else None
+    trace = None
+    if keep_trace and completion is not None:
+        margin = 2_000_000_000
+        trace = meter.samples(completion.t_send_ns - margin, completion.t_last_token_ns + margin)
+    return results.AnswerRecord(
+        run_id=run_id, model=task.model.tag, dataset=task.item.dataset, item_id=task.item.item_id,
+        item_sha256=task.item.sha256, prompt_sha256=sha256_text(task.prompt), status=status, reason=reason,
+        completion=completion, idle_w=idle_w, windows=windows, temp_before_c=temp_before,
+        temp_after_c=temperature_c(), throttled_before=thr_before, throttled_after=throttled(), trace=trace)
+
+
+def backend_for(spec: Spec) -> Backend:
+    return get_backend(spec.backend.kind, host=spec.backend.host, keep_alive=spec.backend.keep_alive,
+                       warmup=spec.backend.warmup, allow_digest_override=spec.backend.allow_digest_override)
+
+
+def write_spec_copy(spec: Spec, out_dir: Path) -> None:
+    """The spec as run, kept in the result folder (the DB holds the same text and its hash)."""
+    path = out_dir / "spec.toml"
+    if path.exists() and path.read_text("utf-8") != spec.source_text:
+        raise ResultsError(f"{path} differs from the spec being run; this folder belongs to another spec")
+    path.write_text(spec.source_text, "utf-8")
+
+
+def run(spec: Spec, out_dir: Path, *, progress: bool = True, backend: Backend | None = None,
+        max_answers: int | None = None) -> RunOutcome:
+    """Run (or resume) the spec into ``out_dir``. ``max_answers`` stops early (tests, partial runs)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = load_tasks(spec)  # fails on a bad dataset before anything is written
+    db = results.connect(out_dir / "results.db")
+    try:
+        run_row, resumed = results.open_run(db, spec.name, spec.sha256, spec.source_text)
+        write_spec_copy(spec, out_dir)
+        done = results.done_keys(db, run_row.run_id)
+        pending = [t for t in tasks if (t.model.tag, t.item.dataset, t.item.item_id) not in done]
+        if max_answers is not None:
+            pending = pending[:max_answers]
+        log.info("%s run %s: %d of %d answers to ask", "resuming" if resumed else "starting", run_row.run_id,
+                 len(pending), len(tasks))
+        if not pending:
+            return RunOutcome(out_dir, run_row.run_id, resumed, 0, results.status_counts(db), False)
+        backend = backend or backend_for(spec)
+        with open_meter(spec, out_dir) as meter, _stop_on_signals() as stop:
+            results.add_event(db, run_row.run_id, "meter", json.dumps(meter.info(), sort_keys=True, default=str))
+            idle = idle_baseline(spec, db, run_row.run_id, meter)
+            asked = _loop(spec, db, run_row.run_id, backend, meter, idle.mean_w, pending, stop, progress)
+            results.add_event(db, run_row.run_id, "stop" if stop.stopped else "finished", f"asked {asked}")
+        return RunOutcome(out_dir, run_row.run_id, resumed, asked, results.status_counts(db), stop.stopped)
+    finally:
+        db.close()
+
+
+def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idle_w: float, pending: list[Task],
+          stop: _StopFlag, progress: bool) -> int:
+    from tqdm import tqdm
+
+    asked = 0
+    prepared: str | None = None
+    skipped_models: dict[str, str] = {}
+    block: tuple[str, str] | None = None
+    bar = tqdm(total=len(pending), unit="answer", disable=not progress, dynamic_ncols=True)
+    try:
+        for task in pending:
+            if stop.stopped:
+                break
+            tag = task.model.tag
+            keep_trace = block != (tag, task.item.dataset)
+            block = (tag, task.item.dataset)
+            if tag != prepared and tag not in skipped_models:
+                cool = cool_down(spec.cooldown.max_temp_c, spec.cooldown.max_wait_s)
+                results.add_event(db, run_id, "cooldown", f"{tag}: {cool}")
+                try:
+                    facts = backend.prepare(task.model)
+                    results.record_model(db, run_id, tag, facts)
+                    prepared = tag
+                except ModelSkipped as exc:
+                    skipped_models[tag] = str(exc)
+            bar.set_postfix_str(f"{tag} {task.item.dataset}", refresh=False)
+            if tag in skipped_models:
+                record = results.AnswerRecord(run_id=run_id, model=tag, dataset=task.item.dataset,
+                                              item_id=task.item.item_id, item_sha256=task.item.sha256,
+                                              prompt_sha256=sha256_text(task.prompt), status="skipped",
+                                              reason=skipped_models[tag])
+            else:
+                record = ask(backend, meter, spec, run_id, idle_w, task, keep_trace)
+            results.record_answer(db, record)
+            asked += 1
+            bar.update(1)
+    finally:
+        bar.close()
+    return asked

@@ -1,0 +1,64 @@
+"""Scoring as its own stage: score (or re-score) a stored run in any mode without asking the model again."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import results
+from bench.errors import ResultsError
+from bench.records import Item
+from bench.scoring import MODES, score
+from bench.spec import parse_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreSummary:
+    mode: str
+    scored: int
+    correct_by_dataset: dict[str, tuple[int, int]]  # dataset -> (correct, scored) over all scores of the mode
+
+
+def stored_items(db) -> dict[tuple[str, str], Item]:
+    """The run's items, re-loaded from its own spec and checked against the hashes recorded with each answer."""
+    from bench.runner import load_tasks
+
+    run = results.get_run(db)
+    if run is None:
+        raise ResultsError("results DB holds no run")
+    spec = parse_spec(run.spec_toml, f"{run.spec_name} (stored spec)")
+    items = {(t.item.dataset, t.item.item_id): t.item for t in load_tasks(spec)}
+    for row in db.execute("SELECT DISTINCT dataset, item_id, item_sha256 FROM answers"):
+        item = items.get((row["dataset"], row["item_id"]))
+        if item is None or item.sha256 != row["item_sha256"]:
+            raise ResultsError(f"item {row['dataset']}/{row['item_id']} is missing or changed since it was asked "
+                               f"(recorded sha256 {row['item_sha256'][:12]}); cannot score it")
+    return items
+
+
+def score_run(out_dir: Path, modes: tuple[str, ...] = MODES, *, rescore: bool = False,
+              batch: int = 50) -> list[ScoreSummary]:
+    db_path = out_dir / "results.db"
+    if not db_path.exists():
+        raise ResultsError(f"{db_path}: no results DB here; run `bench run` first")
+    db = results.connect(db_path)
+    try:
+        items = stored_items(db)
+        summaries = []
+        for mode in modes:
+            rows = results.answers_to_score(db, mode, rescore=rescore)
+            log.info("scoring %d answers in %s mode", len(rows), mode)
+            for start in range(0, len(rows), batch):
+                chunk = rows[start:start + batch]
+                results.record_scores(db, mode, [(r["id"], score(items[(r["dataset"], r["item_id"])], r["response"] or "",
+                                                                  mode)) for r in chunk])
+            by_ds = {r[0]: (r[1], r[2]) for r in db.execute(
+                "SELECT a.dataset, sum(s.correct), count(*) FROM scores s JOIN answers a ON a.id = s.answer_id "
+                "WHERE s.mode = ? GROUP BY a.dataset ORDER BY a.dataset", (mode,))}
+            summaries.append(ScoreSummary(mode, len(rows), by_ds))
+        return summaries
+    finally:
+        db.close()

@@ -1,0 +1,300 @@
+"""Experiment spec: load a TOML file, check every key strictly, fill defaults, and hash the result.
+
+The spec only selects and parameterises; prompt formats, extractors and scorers are code. Every error is one line:
+``<file>: <key>: expected ..., got ...``. The canonical hash (sha256 of the normalised spec as canonical JSON)
+travels with every run, so two runs with the same hash asked the same questions in the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bench.catalog import ModelEntry, model, paper_models
+from bench.errors import SpecError, did_you_mean
+from bench.records import canonical_json, sha256_text
+
+DATASET_NAMES = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval", "truthfulqa_lettered")
+SOURCE_KINDS = ("fixtures", "cache", "hub", "files")
+SELECTIONS = ("paper", "all")
+BACKEND_KINDS = ("ollama", "llamacpp")
+ORDERS = ("dataset-major", "model-major")
+SCORING_MODES = ("paper", "strict")
+# Generation options a spec may set; they are passed to the backend as given (Ollama names).
+OPTION_KEYS = ("temperature", "num_ctx", "num_predict", "seed", "num_thread", "top_k", "top_p", "repeat_penalty")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    kind: str
+    host: str | None
+    timeout_s: float
+    warmup: bool
+    keep_alive: str | None
+    allow_digest_override: bool
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    source: str
+    selection: str
+    limit: int | None
+    path: str | None
+    revision: str | None
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    """Either ``driver`` (the runner starts a local daemon with it) or ``socket`` (a running host daemon)."""
+
+    driver: str | None
+    socket: str | None
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IdleSpec:
+    duration_s: float
+    fixed_w: float | None
+
+
+@dataclass(frozen=True)
+class CooldownSpec:
+    max_temp_c: float
+    max_wait_s: float
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    description: str
+    backend: BackendSpec
+    options: dict[str, Any]
+    models: tuple[str, ...]
+    datasets: tuple[DatasetSpec, ...]
+    meter: MeterSpec
+    idle: IdleSpec
+    cooldown: CooldownSpec
+    scoring_modes: tuple[str, ...]
+    order: str
+    source_path: str = field(compare=False)
+    source_text: str = field(compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("source_path")
+        d.pop("source_text")
+        return d
+
+    @property
+    def sha256(self) -> str:
+        return sha256_text(canonical_json(self.to_dict()))
+
+    def model_entries(self) -> list[ModelEntry]:
+        return [model(tag) for tag in self.models]
+
+
+def shipped_specs() -> list[str]:
+    folder = resources.files("bench.catalog").joinpath("specs")
+    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def resolve(name_or_path: str) -> tuple[str, str]:
+    """A shipped spec name (``demo``) or a path to a TOML file -> (label for messages, text)."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or os.sep in name_or_path:
+        try:
+            return str(path), path.read_text("utf-8")
+        except OSError as exc:
+            raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from None
+    if name_or_path not in shipped_specs():
+        raise SpecError(did_you_mean("spec", name_or_path, shipped_specs()) + " (or give a path to a .toml file)")
+    text = resources.files("bench.catalog").joinpath("specs", f"{name_or_path}.toml").read_text("utf-8")
+    return f"{name_or_path}.toml", text
+
+
+def load_spec(name_or_path: str) -> Spec:
+    label, text = resolve(name_or_path)
+    return parse_spec(text, label)
+
+
+class _Table:
+    """A TOML table read strictly: every key read is tracked, and leftovers are reported as unknown."""
+
+    def __init__(self, label: str, prefix: str, raw: Any):
+        self.label, self.prefix = label, prefix
+        if not isinstance(raw, dict):
+            self.fail("", "a table", raw)
+        self.raw = raw
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def fail(self, name: str, expected: str, got: Any) -> None:
+        where = self.key(name) if name else (self.prefix or "<top level>")
+        raise SpecError(f"{self.label}: {where}: expected {expected}, got {got!r}")
+
+    def get(self, name: str, types: type | tuple[type, ...], default: Any = ..., expected: str = "") -> Any:
+        self.seen.add(name)
+        if name not in self.raw:
+            if default is ...:
+                raise SpecError(f"{self.label}: {self.key(name)}: missing (expected {expected or _names(types)})")
+            return default
+        value = self.raw[name]
+        if isinstance(value, bool) and bool not in _tuple(types):
+            self.fail(name, expected or _names(types), value)
+        if not isinstance(value, types):
+            self.fail(name, expected or _names(types), value)
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: Any = ...) -> Any:
+        value = self.get(name, str, default, expected="one of " + ", ".join(choices))
+        if value is not None and value not in choices:
+            self.fail(name, "one of " + ", ".join(choices), value)
+        return value
+
+    def number(self, name: str, default: Any = ..., *, minimum: float = 0.0, integer: bool = False) -> Any:
+        types = (int,) if integer else (int, float)
+        value = self.get(name, types, default, expected=f"{'an integer' if integer else 'a number'} >= {minimum}")
+        if value is not None and value is not default and value < minimum:
+            self.fail(name, f"{'an integer' if integer else 'a number'} >= {minimum}", value)
+        return value
+
+    def table(self, name: str, default: Any = ...) -> "_Table":
+        raw = self.get(name, dict, {} if default is ... else default, expected="a table")
+        return _Table(self.label, self.key(name), raw)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.raw) - self.seen)
+        if unknown:
+            raise SpecError(f"{self.label}: {self.key(unknown[0])}: unknown key (allowed here: "
+                            f"{', '.join(sorted(self.seen))})")
+
+
+def _tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
+    return types if isinstance(types, tuple) else (types,)
+
+
+def _names(types: type | tuple[type, ...]) -> str:
+    names = {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+             "dict": "a table", "list": "a list"}
+    return " or ".join(names.get(t.__name__, t.__name__) for t in _tuple(types))
+
+
+def parse_spec(text: str, label: str = "<spec>") -> Spec:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{label}: not valid TOML: {exc}") from None
+    top = _Table(label, "", raw)
+
+    exp = top.table("experiment", default=None)
+    name = exp.get("name", str)
+    description = exp.get("description", str, "")
+    order = exp.choice("order", ORDERS, "dataset-major")
+    exp.done()
+
+    be = top.table("backend")
+    kind = be.choice("kind", BACKEND_KINDS)
+    backend = BackendSpec(
+        kind=kind,
+        host=be.get("host", str, None),
+        timeout_s=float(be.number("timeout_s", 1200.0, minimum=0.001)),
+        warmup=be.get("warmup", bool, True),
+        keep_alive=be.get("keep_alive", str, None),
+        allow_digest_override=be.get("allow_digest_override", bool, False),
+    )
+    be.done()
+
+    opt = top.table("options")
+    options: dict[str, Any] = {}
+    for key in list(opt.raw):
+        if key not in OPTION_KEYS:
+            raise SpecError(f"{label}: options.{key}: unknown generation option (allowed: {', '.join(OPTION_KEYS)})")
+        options[key] = opt.number(key, minimum=0.0, integer=key in ("num_ctx", "num_predict", "seed", "num_thread", "top_k"))
+    options.setdefault("temperature", 0.0)  # the paper's only option
+
+    mt = top.table("models")
+    tags_raw = mt.get("tags", list, None)
+    preset = mt.choice("set", ("paper",), None)
+    mt.done()
+    if (tags_raw is None) == (preset is None):
+        raise SpecError(f"{label}: models: expected exactly one of models.tags (a list of catalog tags) or "
+                        f"models.set = \"paper\"")
+    tags = [m.tag for m in paper_models()] if preset else list(tags_raw)
+    if not tags:
+        raise SpecError(f"{label}: models.tags: expected at least one model, got []")
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise SpecError(f"{label}: models.tags: expected catalog tags (strings), got {tag!r}")
+        entry = model_or_spec_error(label, tag)
+        if entry.backend != kind:
+            raise SpecError(f"{label}: models.tags: {tag!r} runs on the {entry.backend!r} backend, "
+                            f"but backend.kind is {kind!r}")
+    if len(set(tags)) != len(tags):
+        raise SpecError(f"{label}: models.tags: expected each model once, got duplicates in {tags!r}")
+
+    ds_table = top.table("datasets")
+    datasets = []
+    for ds_name in list(ds_table.raw):
+        if ds_name not in DATASET_NAMES:
+            raise SpecError(f"{label}: datasets.{ds_name}: " + did_you_mean("dataset", ds_name, list(DATASET_NAMES)))
+        t = ds_table.table(ds_name)
+        source = t.choice("source", SOURCE_KINDS)
+        path = t.get("path", str, None)
+        if source == "files" and path is None:
+            raise SpecError(f"{label}: datasets.{ds_name}.path: missing (expected a directory, since source = \"files\")")
+        datasets.append(DatasetSpec(
+            name=ds_name, source=source, selection=t.choice("selection", SELECTIONS, "paper"),
+            limit=t.number("limit", None, minimum=1, integer=True), path=path,
+            revision=t.get("revision", str, None)))
+        t.done()
+    ds_table.done()
+    if not datasets:
+        raise SpecError(f"{label}: datasets: expected at least one dataset table, e.g. [datasets.gsm8k]")
+
+    mtab = top.table("meter")
+    meter = MeterSpec(driver=mtab.get("driver", str, None), socket=mtab.get("socket", str, None),
+                      options=dict(mtab.get("options", dict, {})))
+    mtab.done()
+    if (meter.driver is None) == (meter.socket is None):
+        raise SpecError(f"{label}: meter: expected exactly one of meter.driver (start a local daemon) or "
+                        f"meter.socket (use the host daemon)")
+
+    it = top.table("idle")
+    idle = IdleSpec(duration_s=float(it.number("duration_s", 0.0)), fixed_w=it.number("fixed_w", None))
+    it.done()
+    if idle.duration_s == 0 and idle.fixed_w is None:
+        raise SpecError(f"{label}: idle: expected idle.duration_s > 0 (measure) or idle.fixed_w (e.g. the paper's 2.85)")
+
+    ct = top.table("cooldown")
+    cooldown = CooldownSpec(max_temp_c=float(ct.number("max_temp_c", 60.0)),
+                            max_wait_s=float(ct.number("max_wait_s", 0.0)))
+    ct.done()
+
+    st = top.table("scoring")
+    modes = st.get("modes", list, ["paper", "strict"])
+    for m in modes:
+        if m not in SCORING_MODES:
+            st.fail("modes", "a list of " + ", ".join(SCORING_MODES), modes)
+    st.done()
+    top.done()
+
+    return Spec(name=name, description=description, backend=backend, options=options, models=tuple(tags),
+                datasets=tuple(datasets), meter=meter, idle=idle, cooldown=cooldown, scoring_modes=tuple(modes),
+                order=order, source_path=label, source_text=text)
+
+
+def model_or_spec_error(label: str, tag: str) -> ModelEntry:
+    from bench.errors import CatalogError
+
+    try:
+        return model(tag)
+    except CatalogError as exc:
+        raise SpecError(f"{label}: models.tags: {exc}") from None

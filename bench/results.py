@@ -41,7 +41,8 @@ def migration(fn: Migration) -> Migration:
 
 @migration
 def m001_initial(db: sqlite3.Connection) -> None:
-    db.executescript(
+    _run_ddl(
+        db,
         """
         CREATE TABLE runs (
             run_id TEXT PRIMARY KEY,
@@ -136,7 +137,11 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-SCHEMA_VERSION = len(MIGRATIONS)
+def _run_ddl(db: sqlite3.Connection, script: str) -> None:
+    """Statement by statement: `executescript` would COMMIT first and break the migration's transaction."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def utc_now() -> str:

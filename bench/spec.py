@@ -26,6 +26,7 @@ ORDERS = ("dataset-major", "model-major")
 SCORING_MODES = ("paper", "strict")
 # Generation options a spec may set; they are passed to the backend as given (Ollama names).
 OPTION_KEYS = ("temperature", "num_ctx", "num_predict", "seed", "num_thread", "top_k", "top_p", "repeat_penalty")
+INTEGER_OPTIONS = ("num_ctx", "num_predict", "seed", "num_thread", "top_k")
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,9 @@ def parse_spec(text: str, label: str = "<spec>") -> Spec:
     for key in list(opt.raw):
         if key not in OPTION_KEYS:
             raise SpecError(f"{label}: options.{key}: unknown generation option (allowed: {', '.join(OPTION_KEYS)})")
-        options[key] = opt.number(key, minimum=0.0, integer=key in ("num_ctx", "num_predict", "seed", "num_thread", "top_k"))
+        integer = key in INTEGER_OPTIONS
+        value = opt.number(key, minimum=0.0, integer=integer)
+        options[key] = int(value) if integer else float(value)  # 0 and 0.0 must hash alike
     options.setdefault("temperature", 0.0)  # the paper's only option
 
     mt = top.table("models")
@@ -268,7 +271,9 @@ def parse_spec(text: str, label: str = "<spec>") -> Spec:
                         f"meter.socket (use the host daemon)")
 
     it = top.table("idle")
-    idle = IdleSpec(duration_s=float(it.number("duration_s", 0.0)), fixed_w=it.number("fixed_w", None))
+    fixed_w = it.number("fixed_w", None)
+    idle = IdleSpec(duration_s=float(it.number("duration_s", 0.0)),
+                    fixed_w=None if fixed_w is None else float(fixed_w))
     it.done()
     if idle.duration_s == 0 and idle.fixed_w is None:
         raise SpecError(f"{label}: idle: expected idle.duration_s > 0 (measure) or idle.fixed_w (e.g. the paper's 2.85)")

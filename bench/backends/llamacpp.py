@@ -273,7 +273,7 @@ class LlamaCppBackend:
                 eval_duration_ns=(t_last - t_first) if t_first is not None else None,
                 load_duration_ns=load_ns,
                 total_duration_ns=t_last - t_send,
-                done_reason="timeout" if stats.timed_out else finish,
+                done_reason=None if stats.timed_out else finish,
             )
         if stats.timed_out:
             raise AnswerTimeout(

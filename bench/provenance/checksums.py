@@ -145,7 +145,9 @@ def parse(data: bytes) -> tuple[list[SumEntry], list[tuple[str, str]]]:
         return [], [(SUMS_NAME, "not valid UTF-8")]
     if text and not text.endswith("\n"):
         problems.append((SUMS_NAME, "last line has no newline"))
-    for n, line in enumerate(text.splitlines(), start=1):
+    # Split on LF only: str.splitlines() also splits on VT, FF, NEL..., which sha256sum does not.
+    lines = text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+    for n, line in enumerate(lines, start=1):
         m = _LINE.fullmatch(line)
         if not m:
             problems.append((f"{SUMS_NAME} line {n}", "not '<64 hex>  <path>'"))

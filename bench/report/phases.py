@@ -8,8 +8,6 @@ A phase value of a cell is *low-confidence* when more than half of its answers h
 from __future__ import annotations
 
 import logging
-import math
-
 import numpy as np
 import pandas as pd
 
@@ -57,8 +55,3 @@ def jpt_vs_decode_note(phases: pd.DataFrame) -> str:
         f"is spent before the first token. {len(both) - len(confident)} of these cells are low-confidence "
         f"(most phase windows under {MIN_PHASE_SAMPLES} meter samples)."
     )
-
-
-def mean_or_nan(values: pd.Series) -> float:
-    values = values[np.isfinite(values)]
-    return float(values.mean()) if len(values) else math.nan

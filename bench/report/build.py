@@ -1,0 +1,128 @@
+"""``build_report``: compute everything once, then write CSV tables, figures, numbers.json, HTML and Markdown.
+
+The report goes into ``<out_dir>/report/`` (``out_dir`` is a result folder, or any directory for the authors' data).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report import aggregate, compare, numbers, pareto, phases, plots, render, roofline
+from bench.report.published import load_published
+from bench.report.traces import as_trace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where the report's parts were written."""
+
+    report_dir: Path
+    html: Path
+    markdown: Path
+    numbers: Path
+    tables: dict[str, Path]
+    figures: dict[str, Path]
+
+
+def _write_tables(d: render.ReportData, tables_dir: Path) -> dict[str, Path]:
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Path] = {}
+
+    def put(name: str, df: pd.DataFrame, index: bool = False) -> None:
+        path = tables_dir / f"{name}.csv"
+        df.to_csv(path, index=index)
+        out[name] = path
+
+    put("cells", d.cells)
+    put("models", d.summary)
+    put("paper_tables", d.tables)
+    for name in ("t4", "t5", "t9", "t10"):
+        put(f"table{name[1:]}", aggregate.wide(d.tables[d.tables["table"] == name]), index=True)
+    put("table4_sd", aggregate.wide(d.tables[d.tables["table"] == "t4"], "sd"), index=True)
+    put("fronts", pareto.fronts_table(d.fronts))
+    put("phases", d.phases)
+    if d.roofline is not None:
+        put("roofline", d.roofline)
+    if d.comparison is not None:
+        put("comparison", d.comparison)
+        put("claims", compare.claims_frame(d.claims))
+    return out
+
+
+def _figures(cells_: pd.DataFrame, tables: pd.DataFrame, fronts_: dict, traces, plots_dir: Path) -> list:
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    figs = [plots.pareto_plot(cells_, fronts_, plots_dir), plots.jpt_plot(cells_, plots_dir),
+            plots.latency_plot(tables[tables["table"] == "t10"], plots_dir)]
+    phase_fig = plots.phase_plot(cells_, plots_dir)
+    if phase_fig is not None:
+        figs.append(phase_fig)
+    usable = [t for t in (as_trace(x) for x in (traces or [])) if t is not None]
+    if usable:
+        figs.append(plots.trace_plot(usable[0], plots_dir))
+    else:
+        log.info("no usable power trace; trace plot skipped")
+    return figs
+
+
+def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: list | None = None,
+                 published: bool = True, cells: pd.DataFrame | None = None,
+                 tolerance_abs: float = 0.0) -> ReportPaths:
+    """Write ``out_dir/report/``: report.html, summary.md, numbers.json, tables/*.csv, plots/*.png|svg.
+
+    ``cells`` replaces the per-(model, dataset) aggregates computed from ``frame`` (the authors' exact ``agg``);
+    ``tolerance_abs`` is then how far the frame path may differ from them (recorded for ``recompute_check``).
+    ``run_info`` is shown verbatim; ``memory_bandwidth_gb_s`` adds the roofline, ``reference_table: "t11"`` compares
+    energy with the Pi 5 table instead of Table 5.
+    """
+    started = time.perf_counter()
+    report_dir = Path(out_dir) / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    source = "supplied" if cells is not None else "frame"
+    cells_ = cells if cells is not None else aggregate.cells(frame)
+    if cells_.empty:
+        raise ValueError("no answers to report: the answers frame has no (model, dataset) cells")
+    tables = aggregate.paper_tables(cells_)
+    metrics = ["accuracy", "energy_j", "j_per_token", "tokens", "latency_s", "tokens_per_s", "prefill_s", "gen_s",
+               "load_s", "j_per_prompt_token", "j_per_gen_token_decode", "prefill_energy_share"]
+    summary = aggregate.model_summary(cells_, metrics)
+    fronts_ = pareto.fronts(cells_)
+    phase_tab = phases.phase_table(cells_)
+    notes = []
+    failed = int(cells_["n_failed"].sum())
+    if failed:
+        notes.append(f"{failed} of {int(cells_['n_rows'].sum())} answers ended without a recorded answer (timeout, "
+                     "error or skipped); they are counted in cells.csv and left out of every mean.")
+    if source == "supplied":
+        notes.append(f"Tables and per-model values come from supplied per-(model, dataset) aggregates; the answers "
+                     f"frame reproduces them within {tolerance_abs} (recorded in numbers.json).")
+    bandwidth = run_info.get("memory_bandwidth_gb_s")
+    roof = roofline.roofline(summary, float(bandwidth)) if bandwidth else None
+    comparison, claims = None, []
+    if published:
+        pub = load_published()
+        comparison = compare.compare(tables, cells_, pub, run_info.get("reference_table", "t5"))
+        claims = compare.evaluate_claims(tables, cells_, fronts_, pub)
+    figures = _figures(cells_, tables, fronts_, traces, report_dir / "plots")
+    data = render.ReportData(run_info=dict(run_info), cells=cells_, tables=tables, summary=summary, fronts=fronts_,
+                             phases=phase_tab, phase_note=phases.jpt_vs_decode_note(phase_tab), figures=figures,
+                             comparison=comparison, claims=claims, roofline=roof, notes=notes)
+    table_paths = _write_tables(data, report_dir / "tables")
+    nums = numbers.key_numbers(cells_, frame, cells_source=source, tolerance_abs=tolerance_abs)
+    numbers_path = numbers.write_numbers(nums, report_dir)
+    html_path = report_dir / "report.html"
+    html_path.write_text(render.render_html(data), "utf-8")
+    md_path = report_dir / "summary.md"
+    md_path.write_text(render.render_markdown(data), "utf-8")
+    log.info("report written to %s in %.1f s", report_dir, time.perf_counter() - started)
+    return ReportPaths(report_dir=report_dir, html=html_path, markdown=md_path, numbers=numbers_path,
+                       tables=table_paths, figures={f.name: f.png for f in figures})
+
+
+__all__ = ["ReportPaths", "build_report"]

@@ -1,0 +1,239 @@
+"""Turn the computed report (``ReportData``) into one self-contained HTML page and a Markdown summary.
+
+The HTML inlines every figure as base64 PNG and loads nothing from the network, so it opens offline and survives
+being mailed around. Cells show ``mean ± 95% half-width (n)``; published values sit beside ours where known.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bench.report.compare import TOLERANCE_NOTE, Claim
+from bench.report.metrics import MIN_PHASE_SAMPLES
+from bench.report.plots import Figure
+from bench.report.stats import CI_METHOD
+
+TITLES = {
+    "t4": "Table 4 — energy per token by base model (J/token; mean and mean within-cell sd)",
+    "t5": "Table 5 — energy per answer by precision group × base model (J)",
+    "t9": "Table 9 — latency by precision group × base model (s, pooled over answers)",
+    "t10": "Table 10 — latency by dataset (s, pooled over answers)",
+}
+DEFINITIONS = [
+    "Energy per answer: mean idle-subtracted energy of the answer window (clipped at 0 as in the paper).",
+    "J/token: per answer energy / generated tokens (eval_count), then averaged (mean of ratios).",
+    "Latency: mean backend total duration; tokens/s: mean of eval_count / eval seconds.",
+    "Accuracy: mean of correct over scored, recorded answers (timeouts and errors are counted, not scored).",
+    "\"all\": unweighted mean over the five datasets. Table 5 and Table 4: mean over the group's (base's) models "
+    "of each model's 5-dataset mean; Table 4's ± is the mean within-cell sd. Tables 9 and 10: pooled over answers.",
+    f"Per-phase: prefill = [send, first token], decode = [first token, last token]; a cell's phase value is "
+    f"low-confidence when most of its windows hold fewer than {MIN_PHASE_SAMPLES} meter samples.",
+]
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the renderers show, already computed."""
+
+    run_info: dict
+    cells: pd.DataFrame
+    tables: pd.DataFrame
+    summary: pd.DataFrame
+    fronts: dict
+    phases: pd.DataFrame
+    phase_note: str
+    figures: list[Figure]
+    comparison: pd.DataFrame | None = None
+    claims: list[Claim] = field(default_factory=list)
+    roofline: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def fmt(value, half=math.nan, n=None, digits: int = 2) -> str:
+    """``12.34 ± 0.56 (n=200)``; ``–`` for a missing value."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return "–"
+    if not math.isfinite(value):
+        return "–"
+    text = f"{value:.{digits}f}"
+    if half is not None and isinstance(half, float) and math.isfinite(half):
+        text += f" ± {half:.{digits}f}"
+    if n is not None and n == n:
+        text += f" (n={int(n)})"
+    return text
+
+
+def _theirs(comparison: pd.DataFrame | None) -> dict:
+    if comparison is None:
+        return {}
+    return {(r.table, r.row, r.col, r.stat): r.theirs for r in comparison.itertuples()}
+
+
+def table_grid(tables: pd.DataFrame, name: str, comparison: pd.DataFrame | None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one paper table with CI, n and the published value."""
+    t = tables[tables["table"] == name]
+    theirs = _theirs(comparison)
+    rows = list(dict.fromkeys(t["row"]))
+    cols = list(dict.fromkeys(c for c in t["col"] if c != "avg")) + (["avg"] if "avg" in set(t["col"]) else [])
+    out = []
+    for r in rows:
+        line = [r]
+        for c in cols:
+            hit = t[(t["row"] == r) & (t["col"] == c)]
+            if hit.empty:
+                line.append("–")
+                continue
+            cell = []
+            for _, h in hit.iterrows():
+                label = "" if h["stat"] == "mean" else f"{h['stat']} "
+                text = label + fmt(h["value"], h["half"], h["n"] if h["stat"] == "mean" else None)
+                pub = theirs.get((name, r, c, h["stat"]))
+                if pub is not None and pub == pub:
+                    text += f" [paper {pub:.2f}]"
+                cell.append(text)
+            line.append("; ".join(cell))
+        out.append(line)
+    return [""] + cols, out
+
+
+def _html_table(header: list[str], rows: list[list[str]], cls: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _verdict(holds) -> str:
+    return {True: "holds", False: "does not hold"}.get(holds, "cannot be evaluated")
+
+
+def claim_rows(claims: list[Claim]) -> list[list[str]]:
+    return [[c.text, c.published, c.ours, _verdict(c.holds), json.dumps(c.deciding, default=str)] for c in claims]
+
+
+def comparison_counts(comparison: pd.DataFrame) -> list[list[str]]:
+    rows = []
+    for table, block in comparison.groupby("table", sort=False):
+        counts = block["status"].value_counts()
+        rows.append([table, str(len(block)), str(counts.get("within", 0)), str(counts.get("outside", 0)),
+                     str(counts.get("not run", 0))])
+    return rows
+
+
+def summary_rows(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    metrics = ["accuracy", "energy_j", "j_per_token", "latency_s", "tokens_per_s"]
+    header = ["model", "datasets", "answers"] + metrics
+    rows = [[r["model"], str(r["n_datasets"]), str(r["n_answers"])]
+            + [fmt(r[m], r[f"{m}_half"], digits=3 if m == "accuracy" else 2) for m in metrics]
+            for _, r in summary.iterrows()]
+    return header, rows
+
+
+def phase_rows(phases: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "dataset", "J/prompt token (prefill)", "J/gen token (decode)", "share before 1st token",
+              "paper J/token", "confidence"]
+    rows = []
+    for _, r in phases.iterrows():
+        low = [p for p, flag in (("prefill", r["prefill_low_conf"]), ("decode", r["decode_low_conf"])) if flag]
+        rows.append([r["model"], r["dataset"], fmt(r["j_per_prompt_token"], digits=4),
+                     fmt(r["j_per_gen_token_decode"], digits=3), fmt(r["prefill_energy_share"], digits=3),
+                     fmt(r["j_per_token"], digits=3), "low: " + ", ".join(low) if low else "ok"])
+    return header, rows
+
+
+def roofline_rows(roof: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "model bytes", "tokens/s", "max tokens/s", "% of limit"]
+    rows = [[r["model"], fmt(r["model_bytes"], digits=0), fmt(r["tokens_per_s"]), fmt(r["max_tokens_per_s"]),
+             fmt(r["pct_of_limit"], digits=1)] for _, r in roof.iterrows()]
+    return header, rows
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:0.6em 0;font-size:0.85em}td,th{border:1px solid #ccc;padding:3px 6px;
+text-align:left;vertical-align:top}th{background:#f0f0f0}figure{margin:1em 0}img{max-width:100%}
+figcaption{font-size:0.85em;color:#555}.note{background:#f7f7e8;padding:0.5em;border-left:3px solid #cc9}
+details{margin:0.5em 0}"""
+
+
+def render_html(d: ReportData) -> str:
+    """The whole report as one HTML string (no external resources)."""
+    info = d.run_info
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(str(info.get('name', 'report')))}"
+             f" — edge LLM benchmark report</title><style>{_CSS}</style></head><body>",
+             f"<h1>Edge LLM benchmark report: {html.escape(str(info.get('name', '')))}</h1>",
+             _html_table(["key", "value"], [[k, json.dumps(v, default=str) if isinstance(v, (dict, list)) else v]
+                                           for k, v in info.items()])]
+    if d.notes:
+        parts.append("".join(f"<p class='note'>{html.escape(n)}</p>" for n in d.notes))
+    if d.claims:
+        parts.append("<h2>Headline claims, re-decided on this run</h2>")
+        parts.append(_html_table(["claim", "published", "ours", "verdict", "deciding numbers"], claim_rows(d.claims)))
+    parts.append("<h2>The paper's tables</h2>")
+    for name in ("t4", "t5", "t9", "t10"):
+        header, rows = table_grid(d.tables, name, d.comparison)
+        parts.append(f"<h3>{html.escape(TITLES[name])}</h3>" + _html_table(header, rows))
+    parts.append("<h2>Figures</h2>")
+    for f in d.figures:
+        data = base64.b64encode(f.png.read_bytes()).decode("ascii")
+        parts.append(f"<figure><img alt='{html.escape(f.name)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
+    parts.append("<h2>Per-model results (mean over datasets, 95% CI)</h2>")
+    parts.append(_html_table(*summary_rows(d.summary)))
+    parts.append("<h2>Pareto fronts (accuracy vs energy per answer)</h2>")
+    parts.append(_html_table(["dataset", "models on the front"], [[k, ", ".join(v)] for k, v in d.fronts.items()]))
+    parts.append("<h2>Per-phase energy</h2>" + f"<p class='note'>{html.escape(d.phase_note)}</p>")
+    parts.append("<details><summary>per model × dataset</summary>" + _html_table(*phase_rows(d.phases)) + "</details>")
+    if d.roofline is not None:
+        bw = info.get("memory_bandwidth_gb_s")
+        parts.append(f"<h2>Decode rate vs memory-bandwidth roofline ({html.escape(str(bw))} GB/s)</h2>"
+                     "<p>max tokens/s = bandwidth / model bytes (every weight read once per token).</p>"
+                     + _html_table(*roofline_rows(d.roofline)))
+    if d.comparison is not None:
+        parts.append("<h2>Ours vs published, cell by cell</h2>" + f"<p>{html.escape(TOLERANCE_NOTE)}.</p>")
+        parts.append(_html_table(["table", "numbers", "within", "outside", "not run"], comparison_counts(d.comparison)))
+        cmp_rows = [[r.table, r.row, r.col, r.stat, fmt(r.ours, digits=4), fmt(r.theirs, digits=4),
+                     fmt(r.ratio, digits=3), r.status] for r in d.comparison.itertuples()]
+        parts.append("<details><summary>every compared number</summary>"
+                     + _html_table(["table", "row", "col", "stat", "ours", "published", "ratio", "status"], cmp_rows)
+                     + "</details>")
+    parts.append("<h2>Definitions and methods</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in DEFINITIONS)
+                 + f"<li>{html.escape(CI_METHOD)}</li></ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render_markdown(d: ReportData, plots_rel: str = "plots") -> str:
+    """A Markdown summary: claims, the four tables, per-model results, fronts and the phase note."""
+    info = d.run_info
+    out = [f"# Edge LLM benchmark report: {info.get('name', '')}", ""]
+    out += [f"- **{k}**: {v}" for k, v in info.items()] + [""]
+    out += [f"> {n}" for n in d.notes] + ([""] if d.notes else [])
+    if d.claims:
+        out += ["## Headline claims", "", _md_table(["claim", "published", "ours", "verdict", "deciding"],
+                                                    claim_rows(d.claims)), ""]
+    for name in ("t4", "t5", "t9", "t10"):
+        out += [f"## {TITLES[name]}", "", _md_table(*table_grid(d.tables, name, d.comparison)), ""]
+    if d.comparison is not None:
+        out += ["## Ours vs published", "", TOLERANCE_NOTE + ".", "",
+                _md_table(["table", "numbers", "within", "outside", "not run"], comparison_counts(d.comparison)), ""]
+    out += ["## Per-model results", "", _md_table(*summary_rows(d.summary)), ""]
+    out += ["## Pareto fronts", ""] + [f"- **{k}**: {', '.join(v)}" for k, v in d.fronts.items()] + [""]
+    out += ["## Per-phase energy", "", d.phase_note, ""]
+    out += ["## Figures", ""] + [f"![{f.name}]({plots_rel}/{f.png.name})" for f in d.figures] + [""]
+    out += ["## Definitions", ""] + [f"- {x}" for x in DEFINITIONS] + [f"- {CI_METHOD}", ""]
+    return "\n".join(out)
+

@@ -168,6 +168,8 @@ def encode(message: Any) -> bytes:
         obj: dict[str, Any] = {"id": message.id, "ok": False, "error": {"code": message.code, "message": message.message}}
     elif isinstance(message, Reply):
         obj = {"id": message.id, "ok": True, "result": dict(message.result)}
+    elif isinstance(message, dict):
+        obj = message
     else:
         obj = asdict(message)
     return (json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_jsonable) + "\n").encode()

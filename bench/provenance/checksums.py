@@ -29,6 +29,7 @@ UNSUMMED = frozenset({SUMS_NAME, SIG_NAME})
 
 _LINE = re.compile(r"([0-9a-f]{64})  (.+)")
 _CHUNK = 1 << 20
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def name_problem(rel: str) -> str | None:
         return "file name contains a newline or carriage return, which sha256sum cannot list"
     if "\\" in rel:
         return "file name contains a backslash, which sha256sum would escape"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in rel):
+    if _CONTROL.search(rel):
         return "file name contains a control character"
     try:
         rel.encode("utf-8")
@@ -66,26 +67,25 @@ def name_problem(rel: str) -> str | None:
 def walk(result_dir: Path, exclude: frozenset[str] = UNSUMMED) -> tuple[list[str], list[tuple[str, str]]]:
     """Every regular file under ``result_dir`` as sorted relative POSIX paths, plus (path, problem) pairs for
     entries that cannot be checksummed. Top-level names in ``exclude`` are skipped."""
-    root = Path(result_dir)
-    if not root.is_dir():
+    root = os.fspath(result_dir)
+    if not os.path.isdir(root):
         raise ProvenanceError(f"{root}: not a directory")
     files: list[str] = []
     problems: list[tuple[str, str]] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        base = Path(dirpath)
+        prefix = os.path.relpath(dirpath, root).replace(os.sep, "/")
+        prefix = "" if prefix == "." else prefix + "/"
         for name in list(dirnames):
-            full = base / name
-            if full.is_symlink():
+            if os.path.islink(os.path.join(dirpath, name)):
                 dirnames.remove(name)
-                problems.append((_shown(full.relative_to(root).as_posix()), "symlink (not allowed in a result folder)"))
+                problems.append((_shown(prefix + name), "symlink (not allowed in a result folder)"))
         for name in filenames:
-            full = base / name
-            rel = full.relative_to(root).as_posix()
+            rel = prefix + name
             if rel in exclude:
                 continue
             why = name_problem(rel)
             if why is None:
-                mode = os.lstat(full).st_mode
+                mode = os.lstat(os.path.join(dirpath, name)).st_mode
                 if stat.S_ISLNK(mode):
                     why = "symlink (not allowed in a result folder)"
                 elif not stat.S_ISREG(mode):

@@ -1,0 +1,83 @@
+"""Shared fixtures. Backends: the SmolLM2 llama.cpp engine (loaded once per session) and the Ollama target,
+which is a real Ollama when ``OLLAMA_HOST`` is set, else ``tests/ollama_server.py`` on real llama.cpp."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import ollama_server` however pytest is started
+
+
+def pytest_report_header(config):  # noqa: ANN001, ARG001
+    host = os.environ.get("OLLAMA_HOST")
+    return f"ollama target: {'real Ollama at ' + host if host else 'the test server (tests/ollama_server.py)'}"
+
+
+@pytest.fixture(scope="session")
+def llama_engine():
+    """A prepared LlamaCppBackend on the demo GGUF, shared by the session (the load costs ~0.5 s)."""
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"llama-cpp-python not importable ({exc}); llama.cpp-backed tests need it")
+    from ollama_server import prepared_engine
+
+    engine = prepared_engine(n_threads=2)
+    yield engine
+    engine.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class OllamaTarget:
+    host: str
+    model: object  # ModelEntry with backend "ollama"
+    real: bool
+    server: object | None  # the OllamaTestServer, None for a real Ollama
+
+    @property
+    def label(self) -> str:
+        return f"real Ollama at {self.host}" if self.real else f"the test server at {self.host}"
+
+
+@pytest.fixture(scope="session")
+def ollama_target(request):
+    """Where the integration tests send requests; says which (stderr and the report header)."""
+    from bench.catalog import ModelEntry, models
+
+    from ollama_server import DEMO_TAG, OllamaTestServer
+
+    host = os.environ.get("OLLAMA_HOST")
+    if host:
+        import ollama
+
+        tag = os.environ.get("BENCH_TEST_MODEL", DEMO_TAG)
+        listed = {m.model: m for m in ollama.Client(host=host).list().models}
+        if tag not in listed:
+            pytest.skip(f"{tag} is not on the real Ollama at {host} (pull it or set BENCH_TEST_MODEL)")
+        base = models().get(tag) or ModelEntry(tag, "ollama", tag, "unknown", "?", "?", 0, "", False)
+        entry = dataclasses.replace(base, backend="ollama", digest=listed[tag].digest.removeprefix("sha256:"),
+                                    size_bytes=int(listed[tag].size or 0))
+        target = OllamaTarget(host, entry, True, None)
+        sys.stderr.write(f"\nusing {target.label} (model {tag}, digest taken from the server)\n")
+        yield target
+        return
+    engine = request.getfixturevalue("llama_engine")
+    with OllamaTestServer(engine) as srv:
+        entry = dataclasses.replace(models()[DEMO_TAG], backend="ollama")
+        target = OllamaTarget(srv.host, entry, False, srv)
+        sys.stderr.write(f"\nusing {target.label}\n")
+        yield target
+
+
+@pytest.fixture
+def scripted_server():
+    """A fresh no-LLM test server for fault tests (fast, deterministic)."""
+    from ollama_server import OllamaTestServer
+
+    with OllamaTestServer(None, scripted_reply="The answer is <ANS> 42 </ANS> and that is all .") as srv:
+        yield srv

@@ -175,8 +175,12 @@ def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: f
 
 
 def backend_for(spec: Spec) -> Backend:
-    return get_backend(spec.backend.kind, host=spec.backend.host, keep_alive=spec.backend.keep_alive,
-                       warmup=spec.backend.warmup, allow_digest_override=spec.backend.allow_digest_override)
+    common = {"warmup": spec.backend.warmup, "allow_digest_override": spec.backend.allow_digest_override}
+    if spec.backend.kind == "ollama":
+        return get_backend("ollama", host=spec.backend.host, keep_alive=spec.backend.keep_alive,
+                           read_timeout_s=spec.backend.timeout_s, **common)
+    return get_backend(spec.backend.kind, n_ctx=int(spec.options.get("num_ctx", 2048)),
+                       seed=int(spec.options.get("seed", 0)), **common)
 
 
 def write_spec_copy(spec: Spec, out_dir: Path) -> None:

@@ -125,15 +125,19 @@ def assert_names(report, rel: str) -> None:
 
 
 def test_any_flipped_byte_in_any_file_fails_and_names_it(sealed):
-    """Every file: first, middle and last byte with two masks; the small provenance files: every byte (the
-    signature, which no checksum covers, with both masks)."""
-    exhaustive = {SUMS_NAME, SIG_NAME, SIGNERS_NAME}
+    """Every file: first, middle and last byte with two masks. The signature (which no checksum covers) and
+    allowed_signers: every byte; SHA256SUMS: every byte of its first and last lines (digest, separator, path, LF)."""
     for rel in all_files(sealed):
         path = sealed / rel
-        size = path.stat().st_size
-        offsets = range(size) if rel in exhaustive else sorted({0, size // 2, size - 1})
-        masks = (0x01,) if rel in exhaustive - {SIG_NAME} else (0x01, 0x80)
-        for offset in offsets:
+        data = path.read_bytes()
+        offsets = {0, len(data) // 2, len(data) - 1}
+        if rel in (SIG_NAME, SIGNERS_NAME):
+            offsets |= set(range(len(data)))
+        if rel == SUMS_NAME:
+            first_end, last_start = data.index(b"\n"), data.rindex(b"\n", 0, len(data) - 1) + 1
+            offsets |= set(range(first_end + 1)) | set(range(last_start, len(data)))
+        masks = (0x01,) if rel == SIGNERS_NAME else (0x01, 0x80)
+        for offset in sorted(offsets):
             for mask in masks:
                 original = flipped(path, offset, mask)
                 try:

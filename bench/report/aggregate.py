@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.metrics import DATASETS, IDENTITY, METRICS, answered, derive
-from bench.report.stats import Estimate, mean_of, pooled, se_of, t_half, Z
+from bench.report.stats import Estimate, Z, mean_of, pooled, t_half
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +108,33 @@ def paper_cells(cells_: pd.DataFrame) -> pd.DataFrame:
     return cells_[cells_["dataset"].isin(_datasets_for(cells_))]
 
 
+def _model_all_frame(cells_: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Vectorised ``stats.mean_of`` over each model's cells: columns mean, half, n (index: model)."""
+    pc = paper_cells(cells_)
+    mean = pc[metric].to_numpy(dtype=float)
+    n = pc[f"{metric}_n"].to_numpy(dtype=float)
+    sd = pc[f"{metric}_sd"].to_numpy(dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.where(n >= 2, sd / np.sqrt(n), np.nan)
+    finite = np.isfinite(mean)
+    parts = pd.DataFrame({
+        "model": pc["model"].to_numpy(), "k": finite.astype(int), "sum": np.where(finite, mean, 0.0),
+        "se2": np.where(finite & np.isfinite(se), se**2, 0.0), "bad": (finite & ~np.isfinite(se)).astype(int),
+        "n": np.where(finite, n, 0.0),
+    })
+    g = parts.groupby("model", sort=False).sum()
+    k = g["k"].where(g["k"] > 0)
+    return pd.DataFrame({
+        "mean": g["sum"] / k,
+        "half": (Z * np.sqrt(g["se2"]) / k).where(g["bad"] == 0),
+        "n": g["n"].astype(int),
+    })
+
+
 def model_all(cells_: pd.DataFrame, metric: str) -> dict[str, Estimate]:
-    """Each model's unweighted mean over its datasets' cell means ("all" in the paper)."""
-    out: dict[str, Estimate] = {}
-    for model, block in paper_cells(cells_).groupby("model", sort=False):
-        parts = [cell_estimate(r, metric) for _, r in block.iterrows()]
-        parts = [Estimate(p.mean, Z * se_of(p.sd, p.n), p.n) for p in parts]
-        out[model] = mean_of(parts)
-    return out
+    """Each model's unweighted mean over its datasets' cell means ("all" in the paper), with propagated CI."""
+    f = _model_all_frame(cells_, metric)
+    return {m: Estimate(float(r["mean"]), float(r["half"]), int(r["n"])) for m, r in f.iterrows()}
 
 
 def model_summary(cells_: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
@@ -126,9 +145,9 @@ def model_summary(cells_: pd.DataFrame, metrics: list[str] | None = None) -> pd.
     ident["n_datasets"] = pc.groupby("model", sort=False)["dataset"].nunique()
     ident["n_answers"] = pc.groupby("model", sort=False)["n_answers"].sum()
     for m in metrics:
-        est = model_all(cells_, m)
-        ident[m] = [est[k].mean for k in ident.index]
-        ident[f"{m}_half"] = [est[k].half for k in ident.index]
+        f = _model_all_frame(cells_, m).reindex(ident.index)
+        ident[m] = f["mean"]
+        ident[f"{m}_half"] = f["half"]
     return ident.reset_index()
 
 

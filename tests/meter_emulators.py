@@ -1,0 +1,225 @@
+"""Emulated instruments on the far side of a pty pair, speaking the real protocols, for the serial driver tests.
+
+The driver opens a stable symlink (like /dev/serial/by-id/...) that points at the pty's slave; ``unplug()`` closes
+the master (the driver's next read fails with EIO, as with a yanked USB cable) and ``replug()`` makes a fresh pty
+and re-points the symlink.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import struct
+import threading
+import time
+import tty
+from typing import Callable
+
+from bench.meter.drivers.ina_serial import frame
+
+PowerFn = Callable[[float], tuple[float, float]]  # seconds since start -> (volts, amps)
+
+
+def constant(volts: float = 5.1, amps: float = 0.6) -> PowerFn:
+    return lambda t: (volts, amps)
+
+
+class PtyDevice:
+    """A pty whose slave is reachable through ``link``; subclasses run a device loop on the master side."""
+
+    def __init__(self, link: str) -> None:
+        self.link = link
+        self.master = -1
+        self.slave = -1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.plugged = threading.Event()
+        self._plug()
+
+    def _plug(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        tmp = self.link + ".tmp"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(os.ttyname(self.slave), tmp)
+        os.replace(tmp, self.link)
+        self.plugged.set()
+
+    def unplug(self) -> None:
+        self.plugged.clear()
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.master = self.slave = -1
+
+    def replug(self) -> None:
+        self._plug()
+
+    def start(self) -> "PtyDevice":
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        self.unplug()
+        if os.path.lexists(self.link):
+            os.unlink(self.link)
+
+    def __enter__(self) -> "PtyDevice":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.plugged.wait(0.05):
+                continue
+            try:
+                self.step()
+            except OSError:
+                time.sleep(0.01)  # unplugged under our feet
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def _commands(self, timeout_s: float) -> bytes:
+        fd = self.master
+        if fd < 0:
+            return b""
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+        return os.read(fd, 4096) if ready else b""
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            n = os.write(self.master, view)
+            view = view[n:]
+
+
+class InaDevice(PtyDevice):
+    """The ina-serial firmware: ``D`` lines at ``rate_hz`` stamped with its own drifting microsecond clock.
+
+    ``truth`` keeps (seq, host ns the sample was taken) for checking the host-side clock mapping. Injected faults:
+    ``garbage_every`` (a junk line after every N samples), ``corrupt_every`` (a bad CRC), ``skip_every`` (a lost
+    sequence number).
+    """
+
+    def __init__(self, link: str, rate_hz: float = 1000.0, power: PowerFn = constant(), drift_ppm: float = 0.0,
+                 start_us: int = 123_456, tick_s: float = 0.005, garbage_every: int = 0, corrupt_every: int = 0,
+                 skip_every: int = 0, device_id: str = "EMU-INA-0001") -> None:
+        self.rate_hz = rate_hz
+        self.power = power
+        self.drift = 1.0 + drift_ppm * 1e-6
+        self.start_us = start_us
+        self.tick_s = tick_s
+        self.garbage_every, self.corrupt_every, self.skip_every = garbage_every, corrupt_every, skip_every
+        self.device_id = device_id
+        self.seq = 0
+        self.k = 0
+        self.truth: list[tuple[int, int]] = []
+        self.sent = 0
+        self.t0_ns = time.monotonic_ns()
+        super().__init__(link)
+
+    def header(self) -> bytes:
+        return frame(f"#H,1,emu-1.0,INA226,{self.device_id},10000,{int(self.rate_hz)}".encode())
+
+    def step(self) -> None:
+        cmds = self._commands(self.tick_s)
+        if b"?" in cmds:
+            self.write(self.header())
+        now = time.monotonic_ns()
+        due = int((now - self.t0_ns) / 1e9 * self.rate_hz)
+        out = []
+        while self.k < due:
+            t_host_ns = self.t0_ns + int(self.k * 1e9 / self.rate_hz)
+            t_s = (t_host_ns - self.t0_ns) / 1e9
+            t_us = (self.start_us + int(t_s * 1e6 * self.drift)) % (1 << 32)
+            volts, amps = self.power(t_s)
+            self.k += 1
+            self.seq = (self.seq + 1) % (1 << 32)
+            if self.skip_every and self.k % self.skip_every == 0:
+                continue
+            line = frame(b"D,%d,%d,%d,%d" % (self.seq, t_us, round(volts * 1000), round(amps * 1e6)))
+            if self.corrupt_every and self.k % self.corrupt_every == 0:
+                line = line[:-3] + b"00\n" if not line.endswith(b"00\n") else line[:-3] + b"11\n"
+            else:
+                self.truth.append((self.seq, t_host_ns))
+            out.append(line)
+            if self.garbage_every and self.k % self.garbage_every == 0:
+                out.append(b"\x00\xffgarbage,1,2*ZZ\n")
+        if out:
+            self.write(b"".join(out))
+            self.sent += len(out)
+
+
+def um_frame(model_id: int, volts: float, amps: float, v_scale: float, i_scale: float, end: int = 0xFFF1) -> bytes:
+    """A 130-byte UM2x/UM34 reply with the given reading (data groups etc. zero)."""
+    data = bytearray(130)
+    struct.pack_into(">HHHIHH", data, 0, model_id, round(volts / v_scale), round(amps / i_scale),
+                     round(volts * amps * 1000), 31, 88)
+    struct.pack_into(">H", data, 128, end)
+    return bytes(data)
+
+
+class UmDevice(PtyDevice):
+    """An RDTech UM25C (or UM34C): answers each 0xF0 with a 130-byte frame; ``bad_every`` sends a broken one."""
+
+    def __init__(self, link: str, model: str = "um25c", power: PowerFn = constant(5.08, 0.812), bad_every: int = 0) -> None:
+        self.model_id, self.v_scale, self.i_scale = {"um25c": (0x09C9, 0.001, 0.0001), "um34c": (0x0D4C, 0.01, 0.001)}[model]
+        self.power = power
+        self.bad_every = bad_every
+        self.polls = 0
+        self.t0 = time.monotonic()
+        super().__init__(link)
+
+    def step(self) -> None:
+        for byte in self._commands(0.05):
+            if byte != 0xF0:
+                continue
+            self.polls += 1
+            volts, amps = self.power(time.monotonic() - self.t0)
+            reply = um_frame(self.model_id, volts, amps, self.v_scale, self.i_scale)
+            if self.bad_every and self.polls % self.bad_every == 0:
+                reply = reply[:60]  # a truncated frame, as after a Bluetooth hiccup
+            self.write(reply)
+
+
+class ScpiDevice(PtyDevice):
+    """A SCPI power analyser: ``*IDN?``, ``MEAS:POW?`` and ``MEAS:VOLT?;:MEAS:CURR?``; ``junk_every`` replies junk."""
+
+    def __init__(self, link: str, power: PowerFn = constant(12.0, 0.25), junk_every: int = 0) -> None:
+        self.power = power
+        self.junk_every = junk_every
+        self.queries = 0
+        self._buf = b""
+        self.t0 = time.monotonic()
+        super().__init__(link)
+
+    def step(self) -> None:
+        self._buf += self._commands(0.05)
+        while b"\n" in self._buf:
+            line, _, self._buf = self._buf.partition(b"\n")
+            q = line.strip().upper()
+            volts, amps = self.power(time.monotonic() - self.t0)
+            self.queries += 1
+            if self.junk_every and self.queries % self.junk_every == 0:
+                self.write(b"-113,\"Undefined header\"\n")
+            elif q == b"*IDN?":
+                self.write(b"EMULATED,PA-1000,SN4242,1.02\n")
+            elif q == b"MEAS:POW?":
+                self.write(b"%+.6E\n" % (volts * amps))
+            elif q == b"MEAS:VOLT?;:MEAS:CURR?":
+                self.write(b"%.6f;%.6f\n" % (volts, amps))
+
+
+def sine_power(mean_a: float = 0.6, amp_a: float = 0.2, period_s: float = 1.0, volts: float = 5.0) -> PowerFn:
+    return lambda t: (volts, mean_a + amp_a * math.sin(2 * math.pi * t / period_s))

@@ -1,0 +1,162 @@
+"""Serial drivers against emulated instruments on a real pty pair, through real pyserial."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from bench.meter.drivers import create
+from bench.meter.drivers.base import DeviceGone
+from bench.meter.drivers.ina_serial import crc16
+from bench.meter.drivers.um import decode_frame
+from bench.meter.drivers.scpi import parse_reply
+from meter_emulators import InaDevice, ScpiDevice, UmDevice, sine_power, um_frame
+
+
+def collect(driver, seconds: float):
+    t, p = [], []
+    gaps = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        b = driver.read()
+        gaps += b.gap_before
+        t.append(b.t_ns)
+        p.append(b.power_w)
+    return np.concatenate(t), np.concatenate(p), gaps
+
+
+def test_crc16_is_ccitt_false():
+    assert crc16(b"123456789") == 0x29B1  # the catalogue check value of CRC-16/CCITT-FALSE
+
+
+def test_ina_serial_samples_power_and_header(tmp_path):
+    link = str(tmp_path / "ttyINA")
+    with InaDevice(link, rate_hz=1000, power=lambda t: (5.1, 0.6)) as dev:
+        drv = create("ina-serial", {"port": link})
+        drv.open()
+        try:
+            t, p, gaps = collect(drv, 1.0)
+        finally:
+            drv.close()
+    assert drv.header["device_id"] == "EMU-INA-0001"
+    assert drv.describe()["device_id"] == "EMU-INA-0001"
+    assert len(t) > 800
+    assert np.all(np.diff(t) > 0)
+    assert np.allclose(p, 5.1 * 0.6, rtol=1e-6)
+    assert drv.garbage == 0 and drv.lost == 0
+    assert gaps == 1  # the first batch after open starts a segment
+
+
+def test_ina_serial_maps_drifting_device_clock_to_host(tmp_path):
+    link = str(tmp_path / "ttyINA")
+    with InaDevice(link, rate_hz=1000, drift_ppm=300.0, start_us=(1 << 32) - 1_500_000) as dev:  # wraps after 1.5 s
+        drv = create("ina-serial", {"port": link})
+        drv.open()
+        try:
+            t, _, _ = collect(drv, 3.0)
+        finally:
+            drv.close()
+        truth = dict(dev.truth)
+    # every received sample, by sequence, lands within 2 ms of the host instant the device took it
+    seqs = sorted(truth)[-len(t):]
+    expected = np.array([truth[s] for s in seqs])
+    err_ms = np.abs(t - expected) / 1e6
+    assert np.all(np.diff(t) > 0), "the 32-bit microsecond wrap must not break monotonicity"
+    assert np.percentile(err_ms[len(err_ms) // 2:], 99) < 2.0
+    assert drv._clock.drift_ppm == pytest.approx(300.0, abs=60.0)
+    # device spacing is kept: 1 ms apart to within the drift correction
+    assert np.median(np.diff(t)) == pytest.approx(1e6, rel=1e-3)
+
+
+def test_ina_serial_counts_garbage_bad_crc_and_lost_samples(tmp_path):
+    link = str(tmp_path / "ttyINA")
+    with InaDevice(link, rate_hz=1000, garbage_every=50, corrupt_every=97, skip_every=101) as dev:
+        drv = create("ina-serial", {"port": link})
+        drv.open()
+        try:
+            t, p, _ = collect(drv, 1.0)
+        finally:
+            drv.close()
+    assert drv.garbage >= 20  # ~20 junk lines and ~10 bad CRCs per second
+    assert drv.lost >= 5  # skipped sequence numbers
+    assert np.all(np.isfinite(p)) and len(t) > 700
+
+
+def test_ina_serial_silent_device_is_gone(tmp_path):
+    link = str(tmp_path / "ttyINA")
+    dev = InaDevice(link, rate_hz=1000)  # never started: it never answers
+    try:
+        drv = create("ina-serial", {"port": link, "silence_s": "0.3", "header_timeout_s": "0.1"})
+        drv.open()
+        with pytest.raises(DeviceGone, match="sent nothing"):
+            for _ in range(100):
+                drv.read()
+        drv.close()
+    finally:
+        dev.stop()
+
+
+def test_ina_serial_unplug_raises_oserror(tmp_path):
+    link = str(tmp_path / "ttyINA")
+    with InaDevice(link, rate_hz=500) as dev:
+        drv = create("ina-serial", {"port": link})
+        drv.open()
+        collect(drv, 0.2)
+        dev.unplug()
+        with pytest.raises((OSError, DeviceGone)):
+            for _ in range(200):
+                drv.read()
+        drv.close()
+
+
+def test_um_frame_decoding():
+    model, v, a, w, temp = decode_frame(um_frame(0x09C9, 5.083, 0.8123, 0.001, 0.0001))
+    assert (model, temp) == ("um25c", 31)
+    assert v == pytest.approx(5.083) and a == pytest.approx(0.8123) and w == pytest.approx(4.129, abs=1e-3)
+    model, v, a, _, _ = decode_frame(um_frame(0x0D4C, 5.08, 0.81, 0.01, 0.001))
+    assert model == "um34c" and v == pytest.approx(5.08) and a == pytest.approx(0.81)
+    with pytest.raises(ValueError):
+        decode_frame(um_frame(0x09C9, 5, 1, 0.001, 0.0001, end=0x1234))
+    with pytest.raises(ValueError):
+        decode_frame(b"\x09\xc9" * 10)
+
+
+@pytest.mark.parametrize("model", ["um25c", "um34c"])
+def test_um_polls_over_pty_and_resyncs_after_bad_frames(tmp_path, model):
+    link = str(tmp_path / "rfcomm0")
+    with UmDevice(link, model=model, power=lambda t: (5.08, 0.81), bad_every=4) as dev:
+        drv = create(model, {"port": link, "rate_hz": "20", "timeout_s": "0.2"})
+        drv.open()
+        try:
+            t, p, _ = collect(drv, 1.0)
+        finally:
+            drv.close()
+    assert dev.polls >= 12
+    assert drv.garbage >= 2
+    assert len(t) >= 8 and np.allclose(p, 5.08 * 0.81, rtol=1e-3)
+    assert drv.seen_model == model
+
+
+def test_scpi_reply_parsing():
+    assert parse_reply(b"+3.2E+00\r") == pytest.approx(3.2)
+    assert parse_reply(b"5.1;0.62") == pytest.approx(3.162)
+    for bad in (b"", b"abc", b"1;2;3", b'-113,"Undefined header"'):
+        with pytest.raises(ValueError):
+            parse_reply(bad)
+
+
+@pytest.mark.parametrize("query,expected", [("MEAS:POW?", 3.0), ("MEAS:VOLT?;:MEAS:CURR?", 3.0)])
+def test_scpi_over_pty(tmp_path, query, expected):
+    link = str(tmp_path / "ttySCPI")
+    with ScpiDevice(link, power=lambda t: (12.0, 0.25), junk_every=5) as dev:
+        drv = create("scpi", {"port": link, "query": query, "rate_hz": "40", "timeout_s": "0.3"})
+        drv.open()
+        try:
+            t, p, _ = collect(drv, 0.8)
+        finally:
+            drv.close()
+    assert drv.idn.startswith("EMULATED,PA-1000")
+    assert drv.garbage >= 2
+    assert len(t) >= 15 and np.allclose(p, expected, rtol=1e-6)

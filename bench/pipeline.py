@@ -42,6 +42,7 @@ def run_facts(out_dir: Path) -> dict[str, Any]:
             "toolkit_version": __version__,
             "results_schema_version": results.schema_version(db),
             "backend": {"kind": spec.backend.kind, "options": spec.options, "models": models},
+            "score_modes": list(spec.scoring_modes),
             "datasets": [{"name": d.name, "source": d.source, "selection": d.selection, "limit": d.limit,
                           "revision": d.revision} for d in spec.datasets],
             "meter": meter[-1] if meter else None,

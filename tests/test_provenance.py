@@ -31,7 +31,8 @@ FACTS = {
     "toolkit_version": "0.1.0",
     "backend": {"name": "ollama", "version": "0.6.5", "models": {"qwen2.5:0.5b-instruct-q4_K_M": "sha256:abc"}},
     "datasets": [{"id": "gsm8k", "revision": "e53f048", "selection_sha256": "1" * 64}],
-    "meter": {"driver": "um25c", "device_id": "00:11", "sample_rate_hz": 10, "log_sha256": {"meter/samples.jsonl": "2" * 64}},
+    "meter": {"driver": "um25c", "device_id": "00:11", "sample_rate_hz": 10,
+              "log_sha256": {"meter/samples.jsonl": "2" * 64}},
     "idle_baseline": {"idle_w": 2.71, "n_samples": 600},
     "started_utc": "2025-04-01T10:00:00+00:00",
     "finished_utc": "2025-04-01T11:00:00+00:00",
@@ -161,7 +162,9 @@ def test_deleting_any_file_fails_and_names_it(sealed):
     assert check(sealed).ok
 
 
-@pytest.mark.parametrize("rel", ["extra.txt", "report/notes.md", "meter/.hidden", "new_dir/deep/file.bin", "results.db-wal"])
+@pytest.mark.parametrize(
+    "rel", ["extra.txt", "report/notes.md", "meter/.hidden", "new_dir/deep/file.bin", "results.db-wal"]
+)
 def test_adding_a_file_fails_and_names_it(sealed, rel):
     path = sealed / rel
     path.parent.mkdir(parents=True, exist_ok=True)

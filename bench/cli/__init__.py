@@ -29,7 +29,7 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     _register()
     try:
-        cli.main(args=argv, prog_name="bench", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="bench", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
@@ -41,3 +41,4 @@ def main(argv: list[str] | None = None) -> None:
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)  # standalone_mode=False returns an Exit's code instead of exiting

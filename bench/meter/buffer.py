@@ -72,6 +72,7 @@ class RingBuffer:
         self._gap_starts: list[int] = []
         self._pending_gap = False
         self.dropped_out_of_order = 0
+        self.dropped_invalid = 0
         self.gaps_total = 0
         self.cond = threading.Condition(threading.Lock())
 
@@ -93,17 +94,17 @@ class RingBuffer:
         with self.cond:
             have_prev = self._size > 0
             last = int(self._t[(self._total - 1) % self.capacity]) if have_prev else np.iinfo(np.int64).min
+            finite = np.isfinite(power_w)
+            if not finite.all():
+                self.dropped_invalid += int((~finite).sum())
+                t_ns, power_w = t_ns[finite], power_w[finite]
+                if t_ns.size == 0:
+                    return 0
             prior_max = np.maximum.accumulate(np.concatenate(([last], t_ns[:-1])))
             keep = t_ns > prior_max
             if not keep.all():
                 self.dropped_out_of_order += int((~keep).sum())
                 t_ns, power_w = t_ns[keep], power_w[keep]
-                if t_ns.size == 0:
-                    return 0
-            finite = np.isfinite(power_w)
-            if not finite.all():
-                self.dropped_out_of_order += int((~finite).sum())
-                t_ns, power_w = t_ns[finite], power_w[finite]
                 if t_ns.size == 0:
                     return 0
             n = t_ns.size

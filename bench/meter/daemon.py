@@ -308,6 +308,7 @@ class Daemon:
             "sample_rate_hz": round(self.buffer.recent_rate_hz(), 3),
             "gaps": self.buffer.gaps_total,
             "dropped_out_of_order": self.buffer.dropped_out_of_order,
+            "dropped_invalid": self.buffer.dropped_invalid,
             "reconnects": c.reconnects,
             "read_errors": c.read_errors,
             "last_error": c.last_error,

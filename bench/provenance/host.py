@@ -208,8 +208,8 @@ def source_files(package_dir: Path = PACKAGE_DIR) -> dict[str, str]:
 
 
 def source_hash(files: Mapping[str, str]) -> str:
-    """sha256 of the ``sha256sum``-style listing of :func:`source_files`, so it can be recomputed in a shell:
-    ``find bench -name '*.py' -o -path 'bench/catalog/*' -type f ... | LC_ALL=C sort | xargs sha256sum | sha256sum``."""
+    """sha256 of the ``sha256sum``-style listing of :func:`source_files`, so a shell can recompute it (from the
+    directory holding ``bench/``; the exact command is in docs/provenance.md)."""
     listing = "".join(f"{digest}  {rel}\n" for rel, digest in files.items())
     return hashlib.sha256(listing.encode("utf-8")).hexdigest()
 

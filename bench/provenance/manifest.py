@@ -89,7 +89,8 @@ def subject_digests(manifest: Mapping[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for i, s in enumerate(manifest["subject"]):
         name = s.get("name") if isinstance(s, dict) else None
-        digest = s.get("digest", {}).get("sha256") if isinstance(s, dict) and isinstance(s.get("digest"), dict) else None
+        digests = s.get("digest") if isinstance(s, dict) else None
+        digest = digests.get("sha256") if isinstance(digests, dict) else None
         if not isinstance(name, str) or not isinstance(digest, str):
             raise ProvenanceError(f"{MANIFEST_NAME}: subject #{i} has no name or sha256 digest")
         if name in out:

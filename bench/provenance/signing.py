@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -433,7 +433,7 @@ def load_key(path: Path) -> SigningKey:
         key = serialization.load_ssh_private_key(data, password=None)
     except TypeError:
         raise ProvenanceError(f"{path}: signing key is passphrase-protected; use an unencrypted key") from None
-    except ValueError as exc:
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise ProvenanceError(f"{path}: not an OpenSSH private key ({exc})") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ProvenanceError(f"{path}: signing key is not Ed25519")

@@ -34,6 +34,8 @@ def _plt():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
+    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller files, much faster to write
+    matplotlib.rcParams["svg.hashsalt"] = "bench-report"  # stable ids, reproducible SVG
     import matplotlib.pyplot as plt
 
     return plt
@@ -41,8 +43,8 @@ def _plt():
 
 def _save(fig, out_dir: Path, name: str, caption: str) -> Figure:
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    fig.savefig(png, dpi=DPI, bbox_inches="tight")
-    fig.savefig(svg, bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(png, dpi=DPI)
+    fig.savefig(svg, metadata={"Date": None})
     _plt().close(fig)
     log.debug("wrote %s", png)
     return Figure(name, caption, png, svg)
@@ -60,7 +62,7 @@ def pareto_plot(cells_: pd.DataFrame, fronts_: dict[str, list[str]], out_dir: Pa
     panels.append("all")
     ncol = 3
     nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, layout="constrained")
     bases = sorted(set(cells_["base"]))
     colours = {b: plt.cm.tab10(i % 10) for i, b in enumerate(bases)}
     for ax, ds in zip(axes.flat, panels):
@@ -79,7 +81,6 @@ def pareto_plot(cells_: pd.DataFrame, fronts_: dict[str, list[str]], out_dir: Pa
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="best")
     fig.suptitle("Accuracy vs energy per answer; ringed = Pareto front")
-    fig.tight_layout()
     return _save(fig, out_dir, "pareto", "Accuracy vs energy per answer per dataset and over all datasets; ringed "
                  "points joined by the line are the Pareto front (no other model both more accurate and cheaper).")
 
@@ -102,7 +103,7 @@ def jpt_plot(cells_: pd.DataFrame, out_dir: Path) -> Figure:
     """The paper's J/token ("all" means) by quantization level, one line per base model."""
     plt = _plt()
     summary = model_summary(cells_, ["j_per_token"])
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
     _by_quant_lines(ax, summary, "j_per_token", "J / generated token")
     ax.set_title("Energy per token by quantization (mean over datasets, 95% CI)")
     return _save(fig, out_dir, "jpt_by_quant", "Energy per generated token (the paper's J/token: whole-answer energy "
@@ -113,7 +114,7 @@ def latency_plot(table10_: pd.DataFrame, out_dir: Path) -> Figure:
     """Table 10 as bars with 95% t-intervals."""
     plt = _plt()
     t = table10_[table10_["stat"] == "mean"]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
     half = t["half"].to_numpy(dtype=float)
     ax.bar(t["col"], t["value"], yerr=np.where(np.isfinite(half), half, 0), capsize=3, color="#4c72b0")
     for x, (v, n) in enumerate(zip(t["value"], t["n"])):
@@ -134,12 +135,11 @@ def phase_plot(cells_: pd.DataFrame, out_dir: Path) -> Figure | None:
         log.info("no per-phase energy in this run; phase plot skipped")
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     _by_quant_lines(axes[0], summary, "j_per_prompt_token", "J / prompt token (prefill)")
     axes[0].set_title("Prefill: J per prompt token")
     _by_quant_lines(axes[1], summary, "j_per_gen_token_decode", "J / generated token (decode)")
     axes[1].set_title("Decode: J per generated token")
-    fig.tight_layout()
     return _save(fig, out_dir, "phase_costs", "The two per-token costs by quantization level per base model: prefill "
                  "energy / prompt tokens and decode energy / generated tokens (means over datasets, 95% CI).")
 
@@ -151,7 +151,7 @@ def trace_plot(trace: AnswerTrace, out_dir: Path, name: str = "power_trace") -> 
     p = np.array([s[1] for s in trace.samples], dtype=float)
     x = (t - trace.t_send_ns) / 1e9
     end = (trace.t_last_ns - trace.t_send_ns) / 1e9
-    fig, ax = plt.subplots(figsize=(8, 3.4))
+    fig, ax = plt.subplots(figsize=(8, 3.4), layout="constrained")
     ax.step(x, p, where="post", color="#333333", lw=1.0, label="power")
     if trace.t_first_ns is not None:
         first = (trace.t_first_ns - trace.t_send_ns) / 1e9

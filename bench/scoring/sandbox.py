@@ -6,8 +6,9 @@ Layers, each on its own enough to stop the common hostile answers, all applied w
   process count (RLIMIT_NPROC; ineffective for root, hence the next layers);
 - `unshare --net --pid --fork --kill-child`: no network interfaces, and every process the answer starts dies with
   the sandbox (root: directly; other users: inside a user namespace);
-- Landlock (kernel >= 5.13): no filesystem writes outside the temp dir;
-- a Python-level guard in the harness: fork/exec/system/kill/sockets/ctypes disabled;
+- Landlock (kernel >= 5.13, applied before exec): no filesystem writes outside the temp dir;
+- a Python-level guard in the harness: fork/exec/system/kill disabled, ctypes/socket/subprocess unimportable;
+- `python -I -S`: no site-packages, user site, PYTHONPATH or cwd on the import path;
 - the whole process group is SIGKILLed at the time limit.
 A pass needs exit status 0 and the harness's nonce, which the program cannot see.
 """
@@ -18,6 +19,7 @@ import logging
 import os
 import resource
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -25,8 +27,11 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+
+from bench.scoring.landlock import abi_version, restrict_writes_to
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +77,14 @@ def _unshare_prefix() -> tuple[list[str], str]:
 _UNSHARE_OK: bool | None = None
 
 
+@lru_cache(maxsize=1)
+def _landlock_ok() -> bool:
+    ok = abi_version() >= 1
+    if not ok:
+        log.warning("Landlock unavailable: sandbox writes are limited only by rlimits and the Python guard")
+    return ok
+
+
 def _unshare_works(prefix: list[str]) -> bool:
     global _UNSHARE_OK
     if _UNSHARE_OK is None:
@@ -85,8 +98,10 @@ def _unshare_works(prefix: list[str]) -> bool:
     return _UNSHARE_OK
 
 
-def _limit_child(limits: Limits) -> None:
-    """preexec_fn: runs in the child between fork and exec."""
+def _limit_child(limits: Limits, workdir: str, use_landlock: bool) -> None:
+    """preexec_fn: runs in the child between fork and exec; everything here survives exec."""
+    if use_landlock and not restrict_writes_to(workdir):
+        os._exit(97)  # the parent checked the kernel supports it: refuse to run unconfined
     mem = limits.memory_mb * 1024 * 1024
     cpu = int(limits.timeout_s) + 2
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
@@ -96,6 +111,23 @@ def _limit_child(limits: Limits) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
     resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_procs, limits.max_procs))
+
+
+def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> bool:
+    """True if ``proc`` exited within ``timeout_s``; a pidfd wakes us at once (Popen.wait polls with sleeps)."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout_s)
+        return bool(ready)
+    finally:
+        os.close(fd)
 
 
 def _read_capped(path: Path, cap: int) -> str:
@@ -128,26 +160,26 @@ def run_python(source: str, limits: Limits = Limits()) -> RunResult:
         protections.append(ns_label)
     else:
         prefix = []
+    use_landlock = _landlock_ok()
+    if use_landlock:
+        protections.append("landlock")
     try:
         (workdir / "program.py").write_text(source, encoding="utf-8")
         harness = resources.files("bench.scoring").joinpath("_harness.py").read_text(encoding="utf-8")
         (workdir / "harness.py").write_text(harness, encoding="utf-8")
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONIOENCODING": "utf-8", "BENCH_SANDBOX_NONCE": nonce, "OMP_NUM_THREADS": "1"}
-        cmd = prefix + [sys.executable, "-I", "-B", "harness.py"]
+        cmd = prefix + [sys.executable, "-I", "-S", "-B", "harness.py"]
         start = time.monotonic()
         with open(workdir / ".stdout", "wb") as out, open(workdir / ".stderr", "wb") as err:
             try:
                 proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                         start_new_session=True, close_fds=True,
-                                        preexec_fn=lambda: _limit_child(limits))
+                                        preexec_fn=lambda: _limit_child(limits, str(workdir), use_landlock))
             except OSError as exc:
                 return RunResult("sandbox_error", f"cannot start sandbox: {exc}", None, 0.0)
             try:
-                code = proc.wait(timeout=limits.timeout_s)
-                timed_out = False
-            except subprocess.TimeoutExpired:
-                timed_out = True
+                timed_out = not _wait_exit(proc, limits.timeout_s)
             finally:
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)  # the whole group, finished or not
@@ -160,8 +192,6 @@ def run_python(source: str, limits: Limits = Limits()) -> RunResult:
         result_file = workdir / ".result"
         marker = result_file.read_text(encoding="utf-8", errors="replace") if result_file.is_file() else ""
         done = marker == nonce
-        if _read_capped(workdir / ".protections", 200).strip() == "landlock":
-            protections.append("landlock")
         if timed_out:
             return RunResult("timeout", f"time limit {limits.timeout_s:g} s exceeded", None, duration, stdout, stderr,
                              tuple(protections))
@@ -171,6 +201,8 @@ def run_python(source: str, limits: Limits = Limits()) -> RunResult:
         if code == 0:
             return RunResult("failed", "exited before the end of the program", 0, duration, stdout, stderr,
                              tuple(protections))
+        if code == 97 and not stderr:
+            return RunResult("sandbox_error", "could not apply Landlock", code, duration, protections=tuple(protections))
         status, reason = _describe_exit(code, stderr)
         return RunResult(status, reason, code, duration, stdout, stderr, tuple(protections))
     finally:

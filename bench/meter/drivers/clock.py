@@ -48,52 +48,98 @@ class Unwrapper:
         return out
 
 
-class ClockMap:
-    """Device microseconds -> host monotonic ns, refit at every anchor."""
+def _fit_slope(x: np.ndarray, y: np.ndarray) -> float | None:
+    xm, ym = x.mean(), y.mean()
+    sxx = float(((x - xm) ** 2).sum())
+    return float(((x - xm) * (y - ym)).sum()) / sxx if sxx > 0 else None
 
-    def __init__(self, window: int = 512, min_span_s: float = 1.0) -> None:
+
+class ClockMap:
+    """Device microseconds -> host monotonic ns, refit at every anchor, continuous and strictly increasing.
+
+    The fitted line (least-squares slope, lower-envelope offset) is the *target*; the mapping handed out follows
+    it like a disciplined clock: each batch continues from where the previous one ended, and the difference to the
+    target is slewed away at most ``max_slew`` (fraction of elapsed time), so refits never make time jump back.
+    An error beyond ``step_ns`` (a stall, a glitch) is stepped at once.
+    """
+
+    def __init__(self, window: int = 512, bucket_s: float = 0.25, min_span_s: float = 1.0, max_slew: float = 0.005,
+                 step_ns: float = 50e6, offset_buckets: int = 32) -> None:
         self.window = window
-        self.min_span_us = min_span_s * 1e6
-        self._dev: deque[float] = deque(maxlen=window)
+        self.bucket_ns = bucket_s * 1e9
+        self.min_span_ns = min_span_s * 1e9
+        self.max_slew = max_slew
+        self.step_ns = step_ns
+        self.offset_buckets = offset_buckets
+        self._dev: deque[float] = deque(maxlen=window)  # one anchor per bucket: the one with the least delay
         self._host: deque[float] = deque(maxlen=window)
+        self._bucket: tuple[int, float, float] | None = None  # (bucket number, device ns, host ns) best so far
         self._dev0: float | None = None
         self._host0: float | None = None
         self.slope = 1.0  # host ns per device ns
-        self._offset = 0.0  # host ns (relative to _host0) at device time _dev0
+        self._offset = 0.0  # target: host ns (relative to _host0) at device time _dev0
+        self._last: tuple[float, float] | None = None  # (device ns, host ns) of the last mapped sample, relative
+        self.steps = 0
+        self.n_anchors = 0
 
     def reset(self) -> None:
         self._dev.clear()
         self._host.clear()
+        self._bucket = None
         self._dev0 = self._host0 = None
         self.slope = 1.0
         self._offset = 0.0
+        self._last = None
 
     @property
     def anchors(self) -> int:
-        return len(self._dev)
+        return self.n_anchors
 
     @property
     def drift_ppm(self) -> float:
         return (self.slope - 1.0) * 1e6
 
     def add_anchor(self, device_us: int, host_ns: int) -> None:
+        """The sample at ``device_us`` had arrived by ``host_ns``."""
         if self._dev0 is None:
             self._dev0, self._host0 = float(device_us), float(host_ns)
-        self._dev.append((device_us - self._dev0) * 1e3)  # device ns since the first anchor
-        self._host.append(host_ns - self._host0)
-        x = np.fromiter(self._dev, float, len(self._dev))
-        y = np.fromiter(self._host, float, len(self._host))
-        if x[-1] - x[0] >= self.min_span_us * 1e3 and len(x) >= 8:
-            xm, ym = x.mean(), y.mean()
-            sxx = float(((x - xm) ** 2).sum())
-            if sxx > 0:
-                slope = float(((x - xm) * (y - ym)).sum()) / sxx
-                if abs(slope - 1.0) < 0.01:  # a crystal is never 1% off; anything else is a glitch
-                    self.slope = slope
-        self._offset = float((y - self.slope * x).min())
+        self.n_anchors += 1
+        x1, y1 = (device_us - self._dev0) * 1e3, host_ns - self._host0
+        k = int(x1 // self.bucket_ns)
+        if self._bucket is not None and self._bucket[0] != k:
+            self._dev.append(self._bucket[1])
+            self._host.append(self._bucket[2])
+            self._bucket = None
+        if self._bucket is None or y1 - self.slope * x1 < self._bucket[2] - self.slope * self._bucket[1]:
+            self._bucket = (k, x1, y1)
+        x = np.fromiter(list(self._dev) + [self._bucket[1]], float, len(self._dev) + 1)
+        y = np.fromiter(list(self._host) + [self._bucket[2]], float, len(self._host) + 1)
+        if x[-1] - x[0] >= self.min_span_ns and len(x) >= 4:
+            slope = _fit_slope(x, y)
+            if slope is not None and abs(slope - 1.0) < 0.01:  # a crystal is never 1% off: anything else is a glitch
+                self.slope = slope
+        recent = slice(-self.offset_buckets, None)
+        self._offset = float((y[recent] - self.slope * x[recent]).min())
 
     def to_host_ns(self, device_us: np.ndarray) -> np.ndarray:
+        """Map one time-ordered batch (call once per batch, in order)."""
         if self._dev0 is None:
             raise ValueError("clock map has no anchor yet")
         x = (np.asarray(device_us, np.float64) - self._dev0) * 1e3
-        return (self._host0 + self._offset + self.slope * x).astype(np.int64)
+        target = self._offset + self.slope * x
+        if self._last is None:
+            y = target
+        else:
+            x0, y0 = self._last
+            span = x[-1] - x0
+            predicted_end = y0 + self.slope * span
+            err = target[-1] - predicted_end
+            if abs(err) > self.step_ns or span <= 0:
+                self.steps += 1
+                y = target
+            else:
+                limit = self.max_slew * span
+                rate = self.slope + min(max(err, -limit), limit) / span
+                y = y0 + rate * (x - x0)
+        self._last = (float(x[-1]), float(y[-1]))
+        return (self._host0 + y).astype(np.int64)

@@ -119,7 +119,8 @@ class SimDriver(Driver):
         if mode == "constant":
             return np.full(t_s.shape, o["watts"] if o["watts"] is not None else o["idle_w"])
         if mode == "square":
-            phase = np.mod(t_s, o["period_s"]) / o["period_s"]
+            period_ns = int(round(o["period_s"] * 1e9))  # integer ns: no float jitter at the edges
+            phase = (np.round(t_s * 1e9).astype(np.int64) % period_ns) / period_ns
             return np.where(phase < o["duty"], o["load_w"], o["idle_w"])
         if mode == "sine":
             mean, amp = (o["idle_w"] + o["load_w"]) / 2, (o["load_w"] - o["idle_w"]) / 2

@@ -50,13 +50,16 @@ def _fill_identity(cells: pd.DataFrame) -> pd.DataFrame:
     for col in ("base", "quant", "precision_group"):
         if col not in cells.columns:
             cells[col] = None
+    def empty(v) -> bool:
+        return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
+
     for i, tag in cells["model"].items():
         entry = catalog.get(tag)
-        if pd.isna(cells.at[i, "base"]):
+        if empty(cells.at[i, "base"]):
             cells.at[i, "base"] = entry.base if entry else str(tag)
-        if pd.isna(cells.at[i, "quant"]):
+        if empty(cells.at[i, "quant"]):
             cells.at[i, "quant"] = entry.quant if entry else "unknown"
-        if pd.isna(cells.at[i, "precision_group"]):
+        if empty(cells.at[i, "precision_group"]):
             cells.at[i, "precision_group"] = precision_group(cells.at[i, "quant"])
     return cells
 
@@ -237,5 +240,5 @@ def wide(table: pd.DataFrame, stat: str = "mean") -> pd.DataFrame:
     """A long-form table pivoted for display (rows x cols), keeping the first-seen order."""
     t = table[table["stat"] == stat]
     rows = list(dict.fromkeys(t["row"]))
-    cols = list(dict.fromkeys(c for c in t["col"] if c != "avg")) + (["avg"] if "avg" in set(t["col"]) else [])
+    cols = sorted({c for c in t["col"] if c != "avg"}) + (["avg"] if "avg" in set(t["col"]) else [])
     return t.pivot(index="row", columns="col", values="value").reindex(index=rows, columns=cols)

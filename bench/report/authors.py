@@ -29,6 +29,10 @@ AGG_METRICS = {
     "tps": "tokens_per_s", "prefill": "prefill_s", "gen": "gen_s", "load": "load_s",
 }
 
+AUTHORS_TOLERANCE_ABS = 0.05
+"""How far means from ``points`` may sit from ``agg``: energy, latency and prefill are stored in tenths, so each
+answer is off by at most 0.05 (J or s) and so is any mean of them (J/token: 0.05 / tokens)."""
+
 FRAME_COLUMNS = [
     "run_id", "model", "base", "quant", "precision_group", "dataset", "item_id", "status", "reason", "correct",
     "score_mode", "energy_j", "energy_raw_j", "idle_w", "mean_w", "coverage", "n_samples", "prefill_energy_j",

@@ -82,7 +82,7 @@ def table_grid(tables: pd.DataFrame, name: str, comparison: pd.DataFrame | None)
     t = tables[tables["table"] == name]
     theirs = _theirs(comparison)
     rows = list(dict.fromkeys(t["row"]))
-    cols = list(dict.fromkeys(c for c in t["col"] if c != "avg")) + (["avg"] if "avg" in set(t["col"]) else [])
+    cols = sorted({c for c in t["col"] if c != "avg"}) + (["avg"] if "avg" in set(t["col"]) else [])
     out = []
     for r in rows:
         line = [r]

@@ -30,14 +30,17 @@ def as_trace(value: Any) -> AnswerTrace | None:
     if isinstance(value, AnswerTrace):
         trace = value
     elif isinstance(value, Mapping):
+        # bench.results.traces() names the stamps t_first_token_ns / t_last_token_ns and carries model/dataset.
+        first = value.get("t_first_ns", value.get("t_first_token_ns"))
+        label = value.get("label") or " · ".join(str(value[k]) for k in ("model", "dataset", "item_id") if k in value)
         try:
             trace = AnswerTrace(
-                label=str(value.get("label", "answer")),
+                label=label or "answer",
                 samples=tuple((int(t), float(p)) for t, p in value["samples"]),
                 t_send_ns=int(value["t_send_ns"]),
-                t_last_ns=int(value["t_last_ns"]),
-                t_first_ns=None if value.get("t_first_ns") is None else int(value["t_first_ns"]),
-                idle_w=float(value.get("idle_w", math.nan)),
+                t_last_ns=int(value.get("t_last_ns", value.get("t_last_token_ns"))),
+                t_first_ns=None if first is None else int(first),
+                idle_w=float(value.get("idle_w") if value.get("idle_w") is not None else math.nan),
             )
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("power trace skipped: %s", exc)

@@ -165,8 +165,8 @@ def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: f
     windows = meter_windows(meter, completion) if completion is not None else None
     trace = None
     if keep_trace and completion is not None:
-        margin = 2_000_000_000
-        trace = meter.samples(completion.t_send_ns - margin, completion.t_last_token_ns + margin)
+        lead_ns = 1_000_000_000  # a second of the power before the request, to show the step up
+        trace = meter.samples(completion.t_send_ns - lead_ns, completion.t_last_token_ns)
     return results.AnswerRecord(
         run_id=run_id, model=task.model.tag, dataset=task.item.dataset, item_id=task.item.item_id,
         item_sha256=task.item.sha256, prompt_sha256=sha256_text(task.prompt), status=status, reason=reason,

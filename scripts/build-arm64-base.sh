@@ -40,6 +40,9 @@ BASE_DIR="$CACHE/base"
 KEY="$(printf '%s\n' "$SUITE" "$MIRROR" "$INCLUDE" minbase v1 | sha256sum | cut -c1-12)"
 TARBALL="$BASE_DIR/$SUITE-arm64-$KEY.tar"
 mkdir -p "$BASE_DIR"
+# One build at a time per cache (CI jobs or engineers sharing a machine): wait for a running one.
+exec 9>"$BASE_DIR/.lock"
+flock 9
 
 if [ "$REFRESH" = 1 ] || [ ! -s "$TARBALL" ]; then
   [ "$(id -u)" = 0 ] || { echo "debootstrap needs root" >&2; exit 1; }
@@ -123,7 +126,7 @@ services:
 EOF
 t2=$SECONDS
 if docker compose version >/dev/null 2>&1; then
-  docker compose -f "$ctx/compose.yaml" -p edge-llm-bench-base build --quiet base >&2
+  COMPOSE_BAKE=false docker compose -f "$ctx/compose.yaml" -p edge-llm-bench-base build --quiet base >&2
 else
   docker build --quiet --platform linux/arm64 -t "$TAG" "$ctx" >&2
 fi

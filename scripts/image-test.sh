@@ -160,14 +160,19 @@ wheelhouse() {
   # Packages published only as sdists (rouge-score, ...) are built natively; only pure-Python ones are accepted.
   local sdist_only=(rouge-score) attempt out name
   for name in "${sdist_only[@]}"; do
-    grep -qi "^${name}==" "$LOCK" && "$py" -m pip wheel -q --no-deps -w "$wh" -c "$LOCK" "$name" 2>&1 | grep -v '^WARNING: Location' || true
+    # Only when the lock has it (names compared PEP 503-normalised: rouge_score == rouge-score).
+    if tr 'A-Z_.' 'a-z--' <"$LOCK" | grep -q "^${name}=="; then
+      "$py" -m pip wheel -q --no-deps -w "$wh" -c "$LOCK" "$name" 2>&1 | grep -v '^WARNING: Location' || true
+    fi
   done
   for attempt in 1 2 3 4 5; do
     if out="$("$py" -m pip download -q -d "$wh" --find-links "$wh" "${plat[@]}" --python-version 3.11 \
           --implementation cp --abi cp311 --only-binary=:all: -c "$LOCK" -r "$wh/deps.txt" 'setuptools>=68' wheel 2>&1)"; then
       break
     fi
-    name="$(printf '%s\n' "$out" | sed -n 's/.*No matching distribution found for \([A-Za-z0-9_.-]*\).*/\1/p' | head -1)"
+    # pip names the culprit either way: "No matching distribution found for X" or "Cannot install X... because".
+    name="$(printf '%s\n' "$out" | sed -n -e 's/.*No matching distribution found for \([A-Za-z0-9_.-]*\).*/\1/p' \
+      -e 's/.*Cannot install \([A-Za-z0-9_.-]*\).*/\1/p' | head -1)"
     if [ -z "$name" ] || [ "$attempt" = 5 ]; then printf '%s\n' "$out" | grep -v '^WARNING: Location' >&2; return 1; fi
     echo "no aarch64 wheel for $name: building it natively (must be pure Python)"
     "$py" -m pip wheel -q --no-deps -w "$wh" -c "$LOCK" "$name"

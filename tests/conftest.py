@@ -27,7 +27,7 @@ def llama_engine():
         pytest.skip(f"llama-cpp-python not importable ({exc}); llama.cpp-backed tests need it")
     from ollama_server import prepared_engine
 
-    engine = prepared_engine(n_threads=2)
+    engine = prepared_engine(n_threads=1)  # 1 thread: llama.cpp thread barriers crawl on a shared, contended 2-core box
     yield engine
     engine.close()
 

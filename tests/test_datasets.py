@@ -110,7 +110,7 @@ def test_cache_round_trip_and_paper_verification(tmp_path, monkeypatch):
 
     path = tmp_path / "gsm8k" / CACHE_FILE
     lines = path.read_text().splitlines()
-    path.write_text("\n".join([lines[0].replace("notebooks", "notepads")] + lines[1:]) + "\n")
+    path.write_text("\n".join([lines[0].replace("#### 14", "#### 15")] + lines[1:]) + "\n")
     with pytest.raises(DatasetError, match=rf"gsm8k: item '{items[0].item_id}' differs from the paper's selection"):
         load_items("gsm8k", DataSource("cache", "paper", path=str(tmp_path)))
     path.write_text("\n".join(lines[1:]) + "\n")
@@ -135,6 +135,16 @@ def test_bad_json_names_file_and_line(tmp_path):
     with pytest.raises(DatasetError, match=r"test\.jsonl: line 3: bad JSON") as err:
         load_items("gsm8k", DataSource("files", "all", path=str(tmp_path)))
     assert "\n" not in str(err.value)
+
+
+def test_invalid_utf8_and_garbage_parquet(tmp_path):
+    (tmp_path / "test.jsonl").write_bytes(b'{"question": "\xff\xfe", "answer": "#### 1"}\n')
+    with pytest.raises(DatasetError, match=r"test\.jsonl: not UTF-8 text"):
+        load_items("gsm8k", DataSource("files", "all", path=str(tmp_path)))
+    (tmp_path / "test.jsonl").unlink()
+    (tmp_path / "train.parquet").write_bytes(b"PAR1garbage")
+    with pytest.raises(DatasetError, match=r"train\.parquet: not a readable parquet file"):
+        load_items("gsm8k", DataSource("files", "all", path=str(tmp_path)))
 
 
 def test_missing_field_names_file_record_and_field(tmp_path):
@@ -168,8 +178,11 @@ def test_hub_path_and_fetch_with_a_mocked_hub(tmp_path, monkeypatch):
 
     rows = [dict(i.fields) for i in load_items("humaneval", FIXTURES)]
     calls = []
+    real_load = datasets.load_dataset
 
-    def fake_load(repo, config=None, split=None, revision=None):
+    def fake_load(repo, config=None, split=None, revision=None, **kwargs):
+        if "data_files" in kwargs:  # local files (the cache) still go through the real loader
+            return real_load(repo, split=split, **kwargs)
         calls.append((repo, config, split, revision))
         return datasets.Dataset.from_list(rows)
 

@@ -19,10 +19,11 @@ from bench.cli import cli
               help="Which scoring pipeline's correctness to report.")
 @click.option("--bandwidth-gbs", type=float, default=None, help="Memory bandwidth in GB/s: adds the roofline.")
 @click.option("--no-published", is_flag=True, help="Leave out the comparison with the published values.")
+@click.option("--no-plots", is_flag=True, help="Skip the figures (numbers, tables and HTML only; much faster).")
 @click.option("--from-points", is_flag=True,
               help="With --from-authors: compute the tables from the per-answer points instead of `agg`.")
 def report_cmd(result_dir: Path | None, authors_file: Path | None, out_dir: Path | None, mode: str,
-               bandwidth_gbs: float | None, no_published: bool, from_points: bool) -> None:
+               bandwidth_gbs: float | None, no_published: bool, no_plots: bool, from_points: bool) -> None:
     """Write RESULT_DIR/report/: report.html, summary.md, numbers.json, tables (CSV) and plots (PNG + SVG)."""
     from bench.report import build_report
 
@@ -44,12 +45,12 @@ def report_cmd(result_dir: Path | None, authors_file: Path | None, out_dir: Path
                     "score_mode": "paper", **run_info}
         paths = build_report(frame, out_dir, run_info=run_info, traces=load_authors_traces(authors_file),
                              published=not no_published, cells=cells,
-                             tolerance_abs=0.0 if from_points else AUTHORS_TOLERANCE_ABS)
+                             tolerance_abs=0.0 if from_points else AUTHORS_TOLERANCE_ABS, plots=not no_plots)
     else:
         from bench.report.run_folder import load_run
 
         run = load_run(result_dir, mode)
         paths = build_report(run.frame, out_dir or result_dir, run_info={**run.run_info, **run_info},
-                             traces=run.traces, published=not no_published)
+                             traces=run.traces, published=not no_published, plots=not no_plots)
     click.echo(f"wrote {paths.html}")
     click.echo(f"wrote {paths.markdown}")

@@ -76,11 +76,11 @@ def read_records(path: Path, field: str | None = None) -> list[dict[str, Any]]:
     if field is not None:
         kwargs["field"] = field
     try:
-        ds = datasets.load_dataset(_format(path), **kwargs)
+        records = datasets.load_dataset(_format(path), **kwargs).to_list()
     except Exception as exc:  # datasets/pyarrow raise many types; all mean "this file is unreadable"
         raise DatasetError(_diagnose(path, field, exc)) from None
-    log.debug("read %d records from %s", len(ds), path)
-    return ds.to_list()
+    log.debug("read %d records from %s", len(records), path)
+    return records
 
 
 def require(path: Path, index: int, record: dict[str, Any], fields: tuple[str, ...]) -> None:

@@ -20,6 +20,7 @@ from bench.records import Item
 log = logging.getLogger(__name__)
 
 _SPLIT_RANK = ("train", "dev", "validation", "valid", "test")
+NOT_DATA = {"revision.json"}  # the cache's provenance record sits next to the data
 
 
 class MissingField(Exception):
@@ -76,7 +77,8 @@ class Adapter:
 
     def files(self, directory: Path) -> list[Path]:
         """Data files in ``directory``, train-like splits first, then by name (the authors combined train+dev)."""
-        found = [p for p in directory.iterdir() if p.is_file() and p.name.endswith(SUFFIXES)]
+        found = [p for p in directory.iterdir()
+                 if p.is_file() and p.name.endswith(SUFFIXES) and p.name not in NOT_DATA and not p.name.startswith(".")]
 
         def rank(path: Path) -> tuple[int, str]:
             stem = path.name.lower()

@@ -241,6 +241,16 @@ class RingBuffer:
             covered = max(end_ns - start_ns - uncovered_ns, 0)
             return WindowEnergy(start_ns, end_ns, energy, covered, max(n, 0), tuple(uncovered))
 
+    def between(self, start_ns: int, end_ns: int, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+        """Samples with start_ns <= t <= end_ns, thinned by an even stride to at most ``max_points`` (for plots)."""
+        with self.cond:
+            lo, hi = self._count(start_ns, "left"), self._count(end_ns, "right")
+            if hi <= lo:
+                return np.empty(0, np.int64), np.empty(0, np.float64)
+            stride = max(1, -(-(hi - lo) // max_points))
+            idx = (np.arange(lo, hi, stride) + self._total - self._size) % self.capacity
+            return self._t[idx].copy(), self._p[idx].copy()
+
     def since(self, index: int, limit: int = 10_000) -> tuple[np.ndarray, np.ndarray, int]:
         """Samples appended at logical index >= ``index`` (at most ``limit``) and the index to ask from next time.
         Samples already evicted are skipped (the caller sees a jump in the index)."""

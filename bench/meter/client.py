@@ -21,7 +21,7 @@ from bench.records import EnergyReading
 log = logging.getLogger(__name__)
 
 
-REQUESTS = {"energy": P.EnergyRequest, "stats": P.StatsRequest, "info": P.InfoRequest, "mark": P.MarkRequest}
+REQUESTS = {"energy": P.EnergyRequest, "samples": P.SamplesRequest, "stats": P.StatsRequest, "info": P.InfoRequest, "mark": P.MarkRequest}
 
 
 class UnknownWindow(MeterError):
@@ -114,6 +114,11 @@ class MeterClient:
     def energy_details(self, start_ns: int, end_ns: int, wait_s: float = 2.0) -> dict[str, Any]:
         """The full reply, gaps included (``gaps_ns``: uncovered intervals inside the window)."""
         return self.call("energy", extra_timeout_s=wait_s, start_ns=int(start_ns), end_ns=int(end_ns), wait_s=float(wait_s))
+
+    def samples(self, start_ns: int, end_ns: int, max_points: int = 1000) -> list[tuple[int, float]]:
+        """Stored (t_ns, power_w) samples of a window, thinned to ``max_points``: for plotting a power trace."""
+        r = self.call("samples", start_ns=int(start_ns), end_ns=int(end_ns), max_points=int(max_points))
+        return list(zip((int(t) for t in r["t_ns"]), (float(p) for p in r["power_w"])))
 
     def mark(self, label: str, t_ns: int | None = None) -> None:
         self.call("mark", label=label, t_ns=t_ns)

@@ -445,6 +445,12 @@ def _energy(daemon: Daemon, conn: Connection, req: P.EnergyRequest) -> dict:
     return vars(result)
 
 
+@handler("samples")
+def _samples(daemon: Daemon, conn: Connection, req: P.SamplesRequest) -> dict:
+    t_ns, power_w = daemon.buffer.between(req.start_ns, req.end_ns, req.max_points)
+    return {"t_ns": t_ns.tolist(), "power_w": [round(float(p), 6) for p in power_w]}
+
+
 @handler("stats")
 def _stats(daemon: Daemon, conn: Connection, req: P.StatsRequest) -> dict:
     return daemon.stats()

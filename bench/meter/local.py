@@ -52,7 +52,8 @@ def spawn_daemon(driver: str, options: Mapping[str, Any], socket_path: str, log_
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
+                            preexec_fn=_die_with_parent)
     log.info("spawned meter daemon pid %d: %s", proc.pid, " ".join(cmd))
     try:
         _wait_ready(proc, socket_path, startup_timeout_s, err.name)
@@ -67,6 +68,17 @@ def spawn_daemon(driver: str, options: Mapping[str, Any], socket_path: str, log_
                 proc.kill()
                 proc.wait()
         err.close()
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when its parent dies, so a SIGKILLed run leaves no orphan daemon."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the parent's exit handler is the only cleanup
 
 
 def _last_line(path: str) -> str:

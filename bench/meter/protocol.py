@@ -33,7 +33,8 @@ BUSY = "busy"
 INTERNAL = "internal"
 SHUTTING_DOWN = "shutting_down"
 
-OPS = ("hello", "energy", "stats", "info", "mark", "stream")
+MAX_SAMPLE_POINTS = 1500  # ~40 bytes a point keeps a samples reply under MAX_LINE_BYTES
+OPS = ("hello", "energy", "samples", "stats", "info", "mark", "stream")
 
 
 class ProtocolError(MeterError):
@@ -85,6 +86,17 @@ class EnergyRequest:
 
 
 @dataclass(frozen=True)
+class SamplesRequest:
+    """The stored samples of a window (thinned to ``max_points``), for power-trace plots; not for energy."""
+
+    id: int
+    start_ns: int
+    end_ns: int
+    max_points: int = 1000
+    op: str = "samples"
+
+
+@dataclass(frozen=True)
 class StatsRequest:
     id: int
     op: str = "stats"
@@ -113,7 +125,7 @@ class StreamRequest:
     op: str = "stream"
 
 
-Request = EnergyRequest | StatsRequest | InfoRequest | MarkRequest | StreamRequest
+Request = EnergyRequest | SamplesRequest | StatsRequest | InfoRequest | MarkRequest | StreamRequest
 
 
 @dataclass(frozen=True)
@@ -279,6 +291,16 @@ def decode_request(line: bytes) -> Request:
         if not 0.0 <= wait <= MAX_WAIT_S:
             raise ProtocolError(BAD_REQUEST, f"wait_s must be within [0, {MAX_WAIT_S}], got {wait}")
         return EnergyRequest(rid, start, end, wait)
+    if op == "samples":
+        start, end = _int(obj, "start_ns"), _int(obj, "end_ns")
+        assert start is not None and end is not None
+        if end < start:
+            raise ProtocolError(BAD_REQUEST, f"window end_ns {end} is before start_ns {start}")
+        points = _int(obj, "max_points", required=False)
+        points = 1000 if points is None else points
+        if not 1 <= points <= MAX_SAMPLE_POINTS:
+            raise ProtocolError(BAD_REQUEST, f"max_points must be within [1, {MAX_SAMPLE_POINTS}], got {points}")
+        return SamplesRequest(rid, start, end, points)
     if op == "stats":
         return StatsRequest(rid)
     if op == "info":

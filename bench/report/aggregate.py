@@ -48,8 +48,7 @@ def _fill_identity(cells: pd.DataFrame) -> pd.DataFrame:
 
     catalog = models()
     for col in ("base", "quant", "precision_group"):
-        if col not in cells.columns:
-            cells[col] = None
+        cells[col] = cells[col].astype(object) if col in cells.columns else None
     def empty(v) -> bool:
         return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
 
@@ -73,14 +72,20 @@ def cells(frame: pd.DataFrame) -> pd.DataFrame:
     means = grouped[metric_cols].mean()
     sds = grouped[metric_cols].std(ddof=1)
     ns = grouped[metric_cols].count()
-    ident = grouped[[c for c in IDENTITY if c not in keys]].first()
     flags = grouped[["prefill_low_conf", "decode_low_conf"]].sum()
-    raw = frame.assign(_ok=answered(frame)).groupby(keys, sort=True)["_ok"].agg(["size", "sum"])
+    # Identity and counts from every row, so a cell whose answers all failed still has its base and quant.
+    all_rows = frame.assign(_ok=answered(frame))
+    for col in IDENTITY:
+        if col not in all_rows.columns:
+            all_rows[col] = None
+    raw_groups = all_rows.groupby(keys, sort=True)
+    raw = raw_groups["_ok"].agg(["size", "sum"])
+    ident = raw_groups[[c for c in IDENTITY if c not in keys]].first()
     parts = [ident]
     for m in metric_cols:
         parts.append(pd.DataFrame({m: means[m], f"{m}_sd": sds[m], f"{m}_n": ns[m]}))
     out = pd.concat(parts, axis=1)
-    out = out.join(raw.rename(columns={"size": "n_rows", "sum": "n_answers"}), how="outer")
+    out = out.join(raw.rename(columns={"size": "n_rows", "sum": "n_answers"}), how="left")
     out["n_failed"] = out["n_rows"] - out["n_answers"]
     out["prefill_low_conf_n"] = flags["prefill_low_conf"].reindex(out.index).fillna(0).astype(int)
     out["decode_low_conf_n"] = flags["decode_low_conf"].reindex(out.index).fillna(0).astype(int)

@@ -73,13 +73,13 @@ def _figures(cells_: pd.DataFrame, tables: pd.DataFrame, fronts_: dict, traces, 
 
 def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: list | None = None,
                  published: bool = True, cells: pd.DataFrame | None = None,
-                 tolerance_abs: float = 0.0) -> ReportPaths:
+                 tolerance_abs: float = 0.0, plots: bool = True) -> ReportPaths:
     """Write ``out_dir/report/``: report.html, summary.md, numbers.json, tables/*.csv, plots/*.png|svg.
 
     ``cells`` replaces the per-(model, dataset) aggregates computed from ``frame`` (the authors' exact ``agg``);
     ``tolerance_abs`` is then how far the frame path may differ from them (recorded for ``recompute_check``).
     ``run_info`` is shown verbatim; ``memory_bandwidth_gb_s`` adds the roofline, ``reference_table: "t11"`` compares
-    energy with the Pi 5 table instead of Table 5.
+    energy with the Pi 5 table instead of Table 5. ``plots=False`` skips the figures (a quick numbers-only build).
     """
     started = time.perf_counter()
     report_dir = Path(out_dir) / "report"
@@ -109,7 +109,7 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
         pub = load_published()
         comparison = compare.compare(tables, cells_, pub, run_info.get("reference_table", "t5"))
         claims = compare.evaluate_claims(tables, cells_, fronts_, pub)
-    figures = _figures(cells_, tables, fronts_, traces, report_dir / "plots")
+    figures = _figures(cells_, tables, fronts_, traces, report_dir / "plots") if plots else []
     data = render.ReportData(run_info=dict(run_info), cells=cells_, tables=tables, summary=summary, fronts=fronts_,
                              phases=phase_tab, phase_note=phases.jpt_vs_decode_note(phase_tab), figures=figures,
                              comparison=comparison, claims=claims, roofline=roof, notes=notes)

@@ -163,14 +163,15 @@ def evaluate_claims(tables: pd.DataFrame, cells_: pd.DataFrame, fronts_: dict[st
         needed = {t for t, m in pub["models"].items() if ds == "all" or ds in m["datasets"]}
         not_run = sorted(needed - set(cells_.loc[cells_["dataset"] == ds, "model"] if ds != "all" else ran))
         if not_run:
-            claims.append(Claim(f"pareto_front_{ds}", text, ", ".join(theirs), "n/a", None, {
+            claims.append(Claim(f"pareto_front_{ds}", text, f"{len(theirs)} models", "n/a", None, {
                 "reason": f"cannot be evaluated: {len(not_run)} of the paper's models not run on {ds}",
                 "not_run": not_run}))
             continue
         ours = fronts_.get(ds, [])
-        claims.append(Claim(f"pareto_front_{ds}", text, ", ".join(sorted(theirs)), ", ".join(sorted(ours)),
-                            set(ours) == set(theirs), {"missing": sorted(set(theirs) - set(ours)),
-                                                       "extra": sorted(set(ours) - set(theirs))}))
+        missing, extra = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+        claims.append(Claim(f"pareto_front_{ds}", text, f"{len(theirs)} models",
+                            f"{len(ours)} models, {len(set(ours) & set(theirs))} shared", not missing and not extra,
+                            {"missing": missing, "extra": extra}))
     log.info("claims: %s", {c.key: c.holds for c in claims})
     return claims
 

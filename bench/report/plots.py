@@ -62,7 +62,7 @@ def pareto_plot(cells_: pd.DataFrame, fronts_: dict[str, list[str]], out_dir: Pa
     panels.append("all")
     ncol = 3
     nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
     bases = sorted(set(cells_["base"]))
     colours = {b: plt.cm.tab10(i % 10) for i, b in enumerate(bases)}
     for ax, ds in zip(axes.flat, panels):
@@ -81,6 +81,7 @@ def pareto_plot(cells_: pd.DataFrame, fronts_: dict[str, list[str]], out_dir: Pa
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="best")
     fig.suptitle("Accuracy vs energy per answer; ringed = Pareto front")
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.09, top=0.90, wspace=0.28, hspace=0.45)
     return _save(fig, out_dir, "pareto", "Accuracy vs energy per answer per dataset and over all datasets; ringed "
                  "points joined by the line are the Pareto front (no other model both more accurate and cheaper).")
 
@@ -103,9 +104,10 @@ def jpt_plot(cells_: pd.DataFrame, out_dir: Path) -> Figure:
     """The paper's J/token ("all" means) by quantization level, one line per base model."""
     plt = _plt()
     summary = model_summary(cells_, ["j_per_token"])
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7, 4))
     _by_quant_lines(ax, summary, "j_per_token", "J / generated token")
     ax.set_title("Energy per token by quantization (mean over datasets, 95% CI)")
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.2, top=0.92)
     return _save(fig, out_dir, "jpt_by_quant", "Energy per generated token (the paper's J/token: whole-answer energy "
                  "/ eval_count, mean over datasets) by quantization level, per base model; bars are 95% intervals.")
 
@@ -114,14 +116,17 @@ def latency_plot(table10_: pd.DataFrame, out_dir: Path) -> Figure:
     """Table 10 as bars with 95% t-intervals."""
     plt = _plt()
     t = table10_[table10_["stat"] == "mean"]
-    fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
     half = t["half"].to_numpy(dtype=float)
     ax.bar(t["col"], t["value"], yerr=np.where(np.isfinite(half), half, 0), capsize=3, color="#4c72b0")
     for x, (v, n) in enumerate(zip(t["value"], t["n"])):
         ax.annotate(f"{v:.1f}s\nn={n}", (x, v), ha="center", va="bottom", fontsize=7, xytext=(0, 3),
                     textcoords="offset points")
+    top = np.nanmax(t["value"].to_numpy(dtype=float) + np.where(np.isfinite(half), half, 0)) if len(t) else 1.0
+    ax.set_ylim(0, top * 1.2 if np.isfinite(top) and top > 0 else 1.0)
     ax.set_ylabel("mean latency (s)")
     ax.set_title("Latency by dataset, pooled over all answers (Table 10)")
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.1, top=0.9)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, out_dir, "latency_by_dataset", "Mean latency (backend total duration) per dataset, pooled over "
                  "every answer of every model (the paper's Table 10), with 95% t-intervals.")
@@ -135,11 +140,12 @@ def phase_plot(cells_: pd.DataFrame, out_dir: Path) -> Figure | None:
         log.info("no per-phase energy in this run; phase plot skipped")
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     _by_quant_lines(axes[0], summary, "j_per_prompt_token", "J / prompt token (prefill)")
     axes[0].set_title("Prefill: J per prompt token")
     _by_quant_lines(axes[1], summary, "j_per_gen_token_decode", "J / generated token (decode)")
     axes[1].set_title("Decode: J per generated token")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.2, top=0.92, wspace=0.25)
     return _save(fig, out_dir, "phase_costs", "The two per-token costs by quantization level per base model: prefill "
                  "energy / prompt tokens and decode energy / generated tokens (means over datasets, 95% CI).")
 
@@ -151,7 +157,7 @@ def trace_plot(trace: AnswerTrace, out_dir: Path, name: str = "power_trace") -> 
     p = np.array([s[1] for s in trace.samples], dtype=float)
     x = (t - trace.t_send_ns) / 1e9
     end = (trace.t_last_ns - trace.t_send_ns) / 1e9
-    fig, ax = plt.subplots(figsize=(8, 3.4), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8, 3.4))
     ax.step(x, p, where="post", color="#333333", lw=1.0, label="power")
     if trace.t_first_ns is not None:
         first = (trace.t_first_ns - trace.t_send_ns) / 1e9
@@ -166,5 +172,6 @@ def trace_plot(trace: AnswerTrace, out_dir: Path, name: str = "power_trace") -> 
     ax.set_title(trace.label, fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9)
     return _save(fig, out_dir, name, f"Power trace of one answer ({trace.label}); the shaded span is the energy "
                  "window integrated for the answer, split at the first token.")

@@ -48,7 +48,9 @@ def paper(item: Item, response: str) -> Score:
     return verdict(label == item.reference, label, f"label {label}, key {item.reference}")
 
 
-_STRICT_LEAD = re.compile(r"^\(?([A-E])(?:\)|\.|:|\s|$)\s*(.*)$", re.DOTALL)
+_STRICT_LEAD = re.compile(r"^\(?([A-E])(?:\)|\.|:|,|\s|$)\s*(.*)$", re.DOTALL)
+_LONE_LETTER = re.compile(r"(?<![A-Za-z])([A-E])(?![A-Za-z])")
+_WORD = re.compile(r"[A-Za-z]{2,}")
 _PAREN_LETTER = re.compile(r"\(([A-E])\)")
 
 
@@ -70,6 +72,8 @@ def strict(item: Item, response: str) -> Score:
         letters.add(lead.group(1))
         rest = lead.group(2)
     letters.update(_PAREN_LETTER.findall(content))
+    if all(w.lower() in {"and", "or"} for w in _WORD.findall(content)):  # a bare list of letters: "B, C"
+        letters.update(_LONE_LETTER.findall(content))
     by_text = {_norm(t): label for label, t in zip(item.fields["choices"]["label"], item.fields["choices"]["text"])}
     if _norm(rest) in by_text:
         letters.add(by_text[_norm(rest)])

@@ -2,11 +2,11 @@
 
 Layers, each on its own enough to stop the common hostile answers, all applied when the host allows them:
 - a fresh temporary directory as cwd (removed afterwards), stdin closed, stdout/stderr to capped files;
-- rlimits: address space (RLIMIT_AS), CPU seconds, file size (caps output and files), open files, no core dumps,
+- rlimits (set by the harness before the program runs): address space (RLIMIT_AS), CPU seconds, file size (caps output and files), open files, no core dumps,
   process count (RLIMIT_NPROC; ineffective for root, hence the next layers);
 - `unshare --net --pid --fork --kill-child`: no network interfaces, and every process the answer starts dies with
   the sandbox (root: directly; other users: inside a user namespace);
-- Landlock (kernel >= 5.13, applied before exec): no filesystem writes outside the temp dir;
+- Landlock (kernel >= 5.13): no filesystem writes outside the temp dir;
 - a Python-level guard in the harness: fork/exec/system/kill disabled, ctypes/socket/subprocess unimportable;
 - `python -I -S`: no site-packages, user site, PYTHONPATH or cwd on the import path;
 - the whole process group is SIGKILLed at the time limit.
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import secrets
 import select
 import shutil
@@ -31,7 +30,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from bench.scoring.landlock import abi_version, restrict_writes_to
+from bench.scoring.landlock import abi_version
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +97,10 @@ def _unshare_works(prefix: list[str]) -> bool:
     return _UNSHARE_OK
 
 
-def _limit_child(limits: Limits, workdir: str, use_landlock: bool) -> None:
-    """preexec_fn: runs in the child between fork and exec; everything here survives exec."""
-    if use_landlock and not restrict_writes_to(workdir):
-        os._exit(97)  # the parent checked the kernel supports it: refuse to run unconfined
-    mem = limits.memory_mb * 1024 * 1024
-    cpu = int(limits.timeout_s) + 2
-    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    fsize = limits.file_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_procs, limits.max_procs))
+def _limit_spec(limits: Limits) -> str:
+    """rlimits for the harness: address space, CPU seconds, file size, processes."""
+    return ",".join(str(v) for v in (limits.memory_mb * 1024 * 1024, int(limits.timeout_s) + 2,
+                                     limits.file_mb * 1024 * 1024, limits.max_procs))
 
 
 def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> bool:
@@ -128,6 +118,26 @@ def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> bool:
         return bool(ready)
     finally:
         os.close(fd)
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)  # the whole group, finished or not
+    except ProcessLookupError:
+        pass
+
+
+def _await_group_gone(pgid: int, deadline_s: float = 2.0) -> None:
+    """SIGKILLed descendants (re-parented once `unshare` is gone) take a moment to exit: wait until none is left."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        _kill_group(pgid)
+        time.sleep(0.005)
+    log.warning("sandbox process group %d still present after %.1f s", pgid, deadline_s)
 
 
 def _read_capped(path: Path, cap: int) -> str:
@@ -161,37 +171,37 @@ def run_python(source: str, limits: Limits = Limits()) -> RunResult:
     else:
         prefix = []
     use_landlock = _landlock_ok()
-    if use_landlock:
-        protections.append("landlock")
     try:
         (workdir / "program.py").write_text(source, encoding="utf-8")
         harness = resources.files("bench.scoring").joinpath("_harness.py").read_text(encoding="utf-8")
         (workdir / "harness.py").write_text(harness, encoding="utf-8")
+        landlock_src = resources.files("bench.scoring").joinpath("landlock.py").read_text(encoding="utf-8")
+        (workdir / "_landlock.py").write_text(landlock_src, encoding="utf-8")
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONIOENCODING": "utf-8", "BENCH_SANDBOX_NONCE": nonce, "OMP_NUM_THREADS": "1"}
+               "PYTHONIOENCODING": "utf-8", "BENCH_SANDBOX_NONCE": nonce, "OMP_NUM_THREADS": "1",
+               "BENCH_SANDBOX_LIMITS": _limit_spec(limits), "BENCH_SANDBOX_LANDLOCK": "1" if use_landlock else "0"}
         cmd = prefix + [sys.executable, "-I", "-S", "-B", "harness.py"]
         start = time.monotonic()
         with open(workdir / ".stdout", "wb") as out, open(workdir / ".stderr", "wb") as err:
             try:
                 proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                        start_new_session=True, close_fds=True,
-                                        preexec_fn=lambda: _limit_child(limits, str(workdir), use_landlock))
+                                        start_new_session=True, close_fds=True)
             except OSError as exc:
                 return RunResult("sandbox_error", f"cannot start sandbox: {exc}", None, 0.0)
             try:
                 timed_out = not _wait_exit(proc, limits.timeout_s)
             finally:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)  # the whole group, finished or not
-                except ProcessLookupError:
-                    pass
+                _kill_group(proc.pid)
                 code = proc.wait()
+                _await_group_gone(proc.pid)
         duration = time.monotonic() - start
         stdout = _read_capped(workdir / ".stdout", limits.output_bytes)
         stderr = _read_capped(workdir / ".stderr", limits.output_bytes)
         result_file = workdir / ".result"
         marker = result_file.read_text(encoding="utf-8", errors="replace") if result_file.is_file() else ""
         done = marker == nonce
+        if _read_capped(workdir / ".protections", 100) == "landlock":
+            protections.append("landlock")
         if timed_out:
             return RunResult("timeout", f"time limit {limits.timeout_s:g} s exceeded", None, duration, stdout, stderr,
                              tuple(protections))

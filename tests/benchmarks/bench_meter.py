@@ -51,13 +51,14 @@ def bench_ingest(n: int = 300_000) -> None:
     pid = os.fork()
     if pid == 0:  # the device: blast every line as fast as the pty takes it
         os.close(slave)
-        time.sleep(0.3)
+        time.sleep(1.0)  # after the driver's open() has flushed the port
         view = memoryview(blob)
         while view:
             view = view[os.write(master, view[:65536]):]
         time.sleep(5)
         os._exit(0)
-    drv = create("ina-serial", {"port": os.ttyname(slave), "header_timeout_s": "0.05", "batch_s": "0.02"})
+    drv = create("ina-serial", {"port": os.ttyname(slave), "header_timeout_s": "0.05", "batch_s": "0.02",
+                                 "silence_s": "5"})
     drv.open()
     buf = RingBuffer(2 * n, gap_ns=10**9)
     with tempfile.TemporaryDirectory() as tmp:

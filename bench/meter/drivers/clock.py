@@ -106,20 +106,25 @@ class ClockMap:
         self.n_anchors += 1
         x1, y1 = (device_us - self._dev0) * 1e3, host_ns - self._host0
         k = int(x1 // self.bucket_ns)
-        if self._bucket is not None and self._bucket[0] != k:
+        closed = self._bucket is not None and self._bucket[0] != k
+        if closed:
             self._dev.append(self._bucket[1])
             self._host.append(self._bucket[2])
             self._bucket = None
         if self._bucket is None or y1 - self.slope * x1 < self._bucket[2] - self.slope * self._bucket[1]:
             self._bucket = (k, x1, y1)
-        x = np.fromiter(list(self._dev) + [self._bucket[1]], float, len(self._dev) + 1)
-        y = np.fromiter(list(self._host) + [self._bucket[2]], float, len(self._host) + 1)
-        if x[-1] - x[0] >= self.min_span_ns and len(x) >= 4:
+        elif not closed and self._last is not None:
+            return  # nothing changed: the fit stays (keeps the per-chunk cost near zero)
+        if closed and len(self._dev) >= 3 and self._dev[-1] - self._dev[0] >= self.min_span_ns:
+            x = np.fromiter(self._dev, float, len(self._dev))
+            y = np.fromiter(self._host, float, len(self._host))
             slope = _fit_slope(x, y)
             if slope is not None and abs(slope - 1.0) < 0.01:  # a crystal is never 1% off: anything else is a glitch
                 self.slope = slope
-        recent = slice(-self.offset_buckets, None)
-        self._offset = float((y[recent] - self.slope * x[recent]).min())
+        n = min(self.offset_buckets, len(self._dev))
+        xs = [self._dev[-i] for i in range(1, n + 1)] + [self._bucket[1]]
+        ys = [self._host[-i] for i in range(1, n + 1)] + [self._bucket[2]]
+        self._offset = min(yv - self.slope * xv for xv, yv in zip(xs, ys))
 
     def to_host_ns(self, device_us: np.ndarray) -> np.ndarray:
         """Map one time-ordered batch (call once per batch, in order)."""

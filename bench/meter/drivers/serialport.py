@@ -58,7 +58,7 @@ class LineReader:
                     data += self.port.read(more)
                     now = time.monotonic_ns()
             self._last_byte_ns = now
-            self._small = len(data) < 2048
+            self._small = len(data) < 1024  # well under the 4 KiB tty buffer: a slow stream, batch it
         else:
             self._small = False
             if (now - self._last_byte_ns) / 1e9 > self.silence_s:

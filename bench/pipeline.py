@@ -42,7 +42,8 @@ def run_facts(out_dir: Path) -> dict[str, Any]:
             "toolkit_version": __version__,
             "results_schema_version": results.schema_version(db),
             "backend": {"kind": spec.backend.kind, "options": spec.options, "models": models},
-            "score_modes": list(spec.scoring_modes),
+            "scoring_modes": list(spec.scoring_modes),
+            "score_mode": spec.scoring_modes[0],  # the mode the report's numbers are in (verify recomputes them)
             "datasets": [{"name": d.name, "source": d.source, "selection": d.selection, "limit": d.limit,
                           "revision": d.revision} for d in spec.datasets],
             "meter": meter[-1] if meter else None,
@@ -68,7 +69,7 @@ def build_run_report(out_dir: Path, mode: str = "paper") -> Path:
     facts = run_facts(out_dir)
     run_info = {k: facts[k] for k in ("run_id", "spec", "toolkit_version", "idle_baseline", "answers_by_status",
                                        "meter")}
-    build_report(frame, out_dir / "report", run_info=run_info, traces=traces)
+    build_report(frame, out_dir, run_info=run_info, traces=traces)
     return out_dir / "report"
 
 
@@ -80,5 +81,7 @@ def pipeline(spec: Spec, out_dir: Path, *, progress: bool = True, key_path: Path
         return PipelineOutcome(outcome, [], out_dir / "report", False)
     scores = score_run(out_dir, spec.scoring_modes)
     report_dir = build_run_report(out_dir, spec.scoring_modes[0])
-    seal(out_dir, run_facts(out_dir), key_path=key_path)
+    facts = run_facts(out_dir)
+    results.finalize(out_dir / "results.db")
+    seal(out_dir, facts, key_path=key_path)
     return PipelineOutcome(outcome, scores, report_dir, True)

@@ -188,6 +188,19 @@ def migrate(db: sqlite3.Connection) -> None:
         log.info("applied migration %s", name)
 
 
+def finalize(path: Path) -> None:
+    """Fold the WAL into the main file and leave rollback-journal mode, so a sealed folder holds one DB file.
+
+    Opening the DB again with `connect` (resume) switches back to WAL; that is a change to a sealed folder anyway.
+    """
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        db.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        db.close()
+
+
 def schema_version(db: sqlite3.Connection) -> int:
     return db.execute("SELECT count(*) FROM _bench_migrations").fetchone()[0]
 

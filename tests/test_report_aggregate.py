@@ -176,9 +176,14 @@ def test_identity_filled_from_catalog_when_missing():
     assert (c["base"], c["quant"], c["precision_group"]) == (m.base, m.quant, m.precision_group)
 
 
-def test_missing_identity_columns_are_an_error():
-    with pytest.raises(ValueError, match="dataset"):
+def test_missing_identity_columns_or_no_answers_are_typed_errors(tmp_path):
+    from bench.errors import ResultsError
+    from bench.report import build_report
+
+    with pytest.raises(ResultsError, match="dataset"):
         aggregate.cells(pd.DataFrame({"model": ["a"], "energy_j": [1.0]}))
+    with pytest.raises(ResultsError, match="no answers"):
+        build_report(frame_of([]).astype({"model": object, "dataset": object}), tmp_path, run_info={})
 
 
 def test_cell_with_only_failures_is_counted_with_no_means():
@@ -190,3 +195,30 @@ def test_cell_with_only_failures_is_counted_with_no_means():
     assert c.loc["humaneval", "base"] == "b1"
     # "all" skips the dataset without a mean instead of turning NaN
     assert aggregate.model_summary(c.reset_index(), ["energy_j"]).loc[0, "energy_j"] == pytest.approx(1.0)
+
+
+def test_compare_tolerances_and_not_run():
+    from bench.report.compare import ACC_TOL, REL_TOL, compare_long
+
+    cols = ["table", "row", "col", "stat", "value"]
+    theirs = pd.DataFrame([("cell", "m", "gsm8k", "energy_j", 100.0), ("cell", "m", "gsm8k", "accuracy", 0.5),
+                           ("cell", "m", "gsm8k", "n_answers", 200), ("cell", "x", "gsm8k", "energy_j", 1.0)],
+                          columns=cols)
+    ours = pd.DataFrame([("cell", "m", "gsm8k", "energy_j", 100.0 * (1 + REL_TOL) + 0.01),
+                         ("cell", "m", "gsm8k", "accuracy", 0.5 + ACC_TOL - 0.001),
+                         ("cell", "m", "gsm8k", "n_answers", 199)], columns=cols)
+    out = compare_long(ours, theirs).set_index("stat")
+    assert out.loc["energy_j"].iloc[0]["status"] == "outside"
+    assert out.loc["energy_j"].iloc[0]["ratio"] == pytest.approx(1.1001)
+    assert out.loc["accuracy", "status"] == "within"
+    assert out.loc["n_answers", "status"] == "outside"
+    assert out.loc["energy_j"].iloc[1]["status"] == "not run"
+
+
+def test_reference_table_t11_replaces_t5():
+    from bench.report.published import load_published, published_tables
+
+    pub = load_published()
+    t = published_tables(pub, "t11")
+    t5 = t[(t.table == "t5") & (t.row == "q4") & (t.col == "qwen2.5_1.5b")].value.item()
+    assert t5 == pub["tables"]["t11"]["q4"]["qwen2.5_1.5b"] != pub["tables"]["t5"]["q4"]["qwen2.5_1.5b"]

@@ -58,7 +58,12 @@ def test_summary_and_tables_show_intervals_counts_and_published(synth):
     assert "Table 5" in md and "[paper 59.10]" in md
     assert re.search(r"\d+\.\d\d ± \d+\.\d\d \(n=\d+\)", md)
     assert "cannot be evaluated" not in md  # every model and dataset is present
+    import pandas as pd
+
+    status = pd.read_csv(paths.tables["comparison"])["status"]
+    assert set(status) <= {"within", "outside"}  # full composition: every number is judged
     assert "J per generated token" in md
+    assert "roofline (4.0 GB/s)" in md and "% of limit" in md
 
 
 def test_recompute_check_passes_on_the_built_report(synth):
@@ -103,7 +108,12 @@ def test_partial_run_says_what_cannot_be_evaluated(tmp_path):
     assert claims["cheapest_group_per_answer"]["holds"] == "False"
     comparison = __import__("pandas").read_csv(paths.tables["comparison"])
     assert (comparison["status"] == "not run").sum() > 1000
-    assert set(comparison["status"]) <= {"within", "outside", "not run"}
+    assert set(comparison["status"]) <= {"within", "outside", "partial", "not run"}
+    # Table cells averaging over fewer models than the paper's are shown but not judged.
+    t5 = comparison[comparison["table"] == "t5"].set_index(["row", "col"])["status"]
+    assert t5[("q8_0", "qwen2.5_0.5b")] == "partial"  # the same single model, but run on 2 of its 5 datasets
+    assert t5[("q4", "qwen2.5_0.5b")] == "partial"  # one of the paper's four q4 models
+    assert t5[("q8_0", "avg")] == "partial" and t5[("q8_0", "llama3.2_1b")] == "not run"
     assert recompute_check(frame, paths.report_dir) == []
 
 

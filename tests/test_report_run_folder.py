@@ -79,5 +79,6 @@ def test_report_from_a_result_folder(run_dir):
     assert recompute_check(run.frame, run_dir / "report") == []
     trace = as_trace(run.traces[0])
     assert trace is not None and trace.t_first_ns - trace.t_send_ns == 2 * S and len(trace.samples) == 16
+    assert trace.idle_w == IDLE_W
     md = (run_dir / "report" / "summary.md").read_text()
     assert "1 of 13 answers ended without a recorded answer" in md

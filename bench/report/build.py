@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.errors import ResultsError
 from bench.report import aggregate, compare, numbers, pareto, phases, plots, render, roofline
 from bench.report.published import load_published
 from bench.report.traces import as_trace
@@ -87,7 +88,7 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
     source = "supplied" if cells is not None else "frame"
     cells_ = cells if cells is not None else aggregate.cells(frame)
     if cells_.empty:
-        raise ValueError("no answers to report: the answers frame has no (model, dataset) cells")
+        raise ResultsError("no answers to report: the answers frame has no rows; run `bench run` first")
     tables = aggregate.paper_tables(cells_)
     metrics = ["accuracy", "energy_j", "j_per_token", "tokens", "latency_s", "tokens_per_s", "prefill_s", "gen_s",
                "load_s", "j_per_prompt_token", "j_per_gen_token_decode", "prefill_energy_share"]

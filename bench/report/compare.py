@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.report.aggregate import model_summary
+from bench.report.aggregate import model_summary, precision_group
 from bench.report.published import published_cells, published_tables
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,43 @@ def compare_long(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
     return out[COMPARE_COLUMNS]
 
 
+def _members(models: dict[str, tuple[str, str, frozenset]], table: str, row: str, col: str) -> set[str]:
+    """The models a table cell averages over: ``models`` maps tag -> (base, precision group, datasets)."""
+    if table == "t10":
+        return {m for m, (_, _, ds) in models.items() if col in ds}
+    if table == "t4" or row == "avg":
+        return {m for m, (b, _, _) in models.items() if b == col}
+    if col == "avg":
+        return {m for m, (_, g, _) in models.items() if g == row}
+    return {m for m, (b, g, _) in models.items() if b == col and g == row}
+
+
+def _mark_partial(out: pd.DataFrame, cells_: pd.DataFrame, pub: dict) -> pd.DataFrame:
+    """A table cell averaging over other models (or fewer datasets) than the paper's is ``partial``, not judged."""
+    theirs = {t: (m["base"], precision_group(m["quant"]), frozenset(m["datasets"])) for t, m in pub["models"].items()}
+    ours = {m: (b.iloc[0], g.iloc[0], frozenset(d)) for m, (b, g, d) in
+            ((m, (blk["base"], blk["precision_group"], blk["dataset"])) for m, blk in cells_.groupby("model"))}
+    status = out["status"].copy()
+    for i, r in out.iterrows():
+        if r["status"] == "not run":
+            continue
+        mine, paper = _members(ours, r["table"], r["row"], r["col"]), _members(theirs, r["table"], r["row"], r["col"])
+        complete = all(theirs[m][2] <= ours[m][2] for m in paper & mine) or r["table"] == "t10"
+        if mine != paper or not complete:
+            status[i] = "partial"
+    out["status"] = status
+    out.loc[status == "partial", "within"] = np.nan
+    return out
+
+
 def compare(tables: pd.DataFrame, cells_: pd.DataFrame, pub: dict, energy_table: str = "t5") -> pd.DataFrame:
-    """Tables 4/5/9/10 and the per-model cells, ours vs published."""
+    """Tables 4/5/9/10 and the per-model cells, ours vs published.
+
+    Status per number: ``within`` / ``outside`` tolerance, ``not run`` (no value of ours), or ``partial`` (a table
+    cell whose value averages over a different set of models or datasets than the paper's: shown, not judged).
+    """
     return pd.concat([
-        compare_long(tables, published_tables(pub, energy_table)),
+        _mark_partial(compare_long(tables, published_tables(pub, energy_table)), cells_, pub),
         compare_long(ours_cells_long(cells_), published_cells(pub)),
     ], ignore_index=True)
 
@@ -163,9 +196,10 @@ def evaluate_claims(tables: pd.DataFrame, cells_: pd.DataFrame, fronts_: dict[st
         needed = {t for t, m in pub["models"].items() if ds == "all" or ds in m["datasets"]}
         not_run = sorted(needed - set(cells_.loc[cells_["dataset"] == ds, "model"] if ds != "all" else ran))
         if not_run:
+            shown = not_run[:3] + ([f"... {len(not_run) - 3} more"] if len(not_run) > 3 else [])
             claims.append(Claim(f"pareto_front_{ds}", text, f"{len(theirs)} models", "n/a", None, {
                 "reason": f"cannot be evaluated: {len(not_run)} of the paper's models not run on {ds}",
-                "not_run": not_run}))
+                "not_run": shown}))
             continue
         ours = fronts_.get(ds, [])
         missing, extra = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))

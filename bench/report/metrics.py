@@ -11,6 +11,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from bench.errors import ResultsError
+
 log = logging.getLogger(__name__)
 
 DATASETS = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval")
@@ -83,7 +85,7 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     """
     missing = [c for c in ("model", "dataset") if c not in frame.columns]
     if missing:
-        raise ValueError(f"answers frame: missing columns {missing}; expected the columns of docs/internals.md")
+        raise ResultsError(f"answers frame: missing columns {missing}; expected the columns of docs/internals.md")
     rows = frame.loc[answered(frame)]
     out = pd.DataFrame(index=rows.index)
     for name in IDENTITY:

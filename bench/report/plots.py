@@ -70,6 +70,9 @@ def pareto_plot(cells_: pd.DataFrame, fronts_: dict[str, list[str]], out_dir: Pa
         for b in bases:
             d = data[data["base"] == b]
             ax.scatter(d["energy_j"], d["accuracy"], s=18, color=colours[b], label=b)
+        if not (np.isfinite(data["energy_j"].to_numpy(float)) & np.isfinite(data["accuracy"].to_numpy(float))).any():
+            ax.text(0.5, 0.5, "no scored answers with energy", ha="center", va="center", transform=ax.transAxes,
+                    color="#777777")
         on = data[data["model"].isin(fronts_.get(ds, []))].sort_values("energy_j")
         ax.plot(on["energy_j"], on["accuracy"], "-", color="black", lw=0.8)
         ax.scatter(on["energy_j"], on["accuracy"], s=70, facecolors="none", edgecolors="black", lw=1.0)
@@ -119,14 +122,15 @@ def latency_plot(table10_: pd.DataFrame, out_dir: Path) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 3.6))
     half = t["half"].to_numpy(dtype=float)
     ax.bar(t["col"], t["value"], yerr=np.where(np.isfinite(half), half, 0), capsize=3, color="#4c72b0")
-    for x, (v, n) in enumerate(zip(t["value"], t["n"])):
-        ax.annotate(f"{v:.1f}s\nn={n}", (x, v), ha="center", va="bottom", fontsize=7, xytext=(0, 3),
-                    textcoords="offset points")
+    for x, (v, h, n) in enumerate(zip(t["value"], half, t["n"])):
+        ax.annotate(f"{v:.1f}s\nn={n}", (x, v + (h if np.isfinite(h) else 0)), ha="center", va="bottom", fontsize=7,
+                    xytext=(0, 3), textcoords="offset points")
+    ax.tick_params(axis="x", labelrotation=20)
     top = np.nanmax(t["value"].to_numpy(dtype=float) + np.where(np.isfinite(half), half, 0)) if len(t) else 1.0
-    ax.set_ylim(0, top * 1.2 if np.isfinite(top) and top > 0 else 1.0)
+    ax.set_ylim(0, top * 1.25 if np.isfinite(top) and top > 0 else 1.0)
     ax.set_ylabel("mean latency (s)")
     ax.set_title("Latency by dataset, pooled over all answers (Table 10)")
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.1, top=0.9)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.2, top=0.9)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, out_dir, "latency_by_dataset", "Mean latency (backend total duration) per dataset, pooled over "
                  "every answer of every model (the paper's Table 10), with 95% t-intervals.")

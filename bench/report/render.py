@@ -125,12 +125,15 @@ def claim_rows(claims: list[Claim]) -> list[list[str]]:
     return [[c.text, c.published, c.ours, _verdict(c.holds), json.dumps(c.deciding, default=str)] for c in claims]
 
 
+COUNT_HEADER = ["table", "numbers", "within", "outside", "partial", "not run"]
+
+
 def comparison_counts(comparison: pd.DataFrame) -> list[list[str]]:
     rows = []
     for table, block in comparison.groupby("table", sort=False):
         counts = block["status"].value_counts()
         rows.append([table, str(len(block)), str(counts.get("within", 0)), str(counts.get("outside", 0)),
-                     str(counts.get("not run", 0))])
+                     str(counts.get("partial", 0)), str(counts.get("not run", 0))])
     return rows
 
 
@@ -172,9 +175,10 @@ details{margin:0.5em 0}"""
 def render_html(d: ReportData) -> str:
     """The whole report as one HTML string (no external resources)."""
     info = d.run_info
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(str(info.get('name', 'report')))}"
-             f" — edge LLM benchmark report</title><style>{_CSS}</style></head><body>",
-             f"<h1>Edge LLM benchmark report: {html.escape(str(info.get('name', '')))}</h1>",
+    name = html.escape(str(info.get("name", "report")))
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{name} — edge LLM benchmark report"
+             f"</title><style>{_CSS}</style></head><body>",
+             f"<h1>Edge LLM benchmark report: {name}</h1>",
              _html_table(["key", "value"], [[k, json.dumps(v, default=str) if isinstance(v, (dict, list)) else v]
                                            for k, v in info.items()])]
     if d.notes:
@@ -204,7 +208,7 @@ def render_html(d: ReportData) -> str:
                      + _html_table(*roofline_rows(d.roofline)))
     if d.comparison is not None:
         parts.append("<h2>Ours vs published, cell by cell</h2>" + f"<p>{html.escape(TOLERANCE_NOTE)}.</p>")
-        parts.append(_html_table(["table", "numbers", "within", "outside", "not run"], comparison_counts(d.comparison)))
+        parts.append(_html_table(COUNT_HEADER, comparison_counts(d.comparison)))
         cmp_rows = [[r.table, r.row, r.col, r.stat, fmt(r.ours, digits=4), fmt(r.theirs, digits=4),
                      fmt(r.ratio, digits=3), r.status] for r in d.comparison.itertuples()]
         parts.append("<details><summary>every compared number</summary>"
@@ -229,10 +233,14 @@ def render_markdown(d: ReportData, plots_rel: str = "plots") -> str:
         out += [f"## {TITLES[name]}", "", _md_table(*table_grid(d.tables, name, d.comparison)), ""]
     if d.comparison is not None:
         out += ["## Ours vs published", "", TOLERANCE_NOTE + ".", "",
-                _md_table(["table", "numbers", "within", "outside", "not run"], comparison_counts(d.comparison)), ""]
+                _md_table(COUNT_HEADER, comparison_counts(d.comparison)), ""]
     out += ["## Per-model results", "", _md_table(*summary_rows(d.summary)), ""]
     out += ["## Pareto fronts", ""] + [f"- **{k}**: {', '.join(v)}" for k, v in d.fronts.items()] + [""]
     out += ["## Per-phase energy", "", d.phase_note, ""]
+    if d.roofline is not None:
+        out += [f"## Decode rate vs memory-bandwidth roofline ({info.get('memory_bandwidth_gb_s')} GB/s)", "",
+                "max tokens/s = bandwidth / model bytes (every weight read once per token).", "",
+                _md_table(*roofline_rows(d.roofline)), ""]
     out += ["## Figures", ""] + [f"![{f.name}]({plots_rel}/{f.png.name})" for f in d.figures] + [""]
     out += ["## Definitions", ""] + [f"- {x}" for x in DEFINITIONS] + [f"- {CI_METHOD}", ""]
     return "\n".join(out)

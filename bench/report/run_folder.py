@@ -43,8 +43,18 @@ def load_run(result_dir: Path, mode: str = "paper", n_traces: int = 1) -> RunInp
         stored = []
     finally:
         db.close()
+    stored = [_with_idle(t, frame) for t in stored]
     info = {"name": Path(result_dir).resolve().name, "result_dir": str(result_dir), "score_mode": mode}
     run_ids = sorted({str(r) for r in frame["run_id"].dropna()}) if "run_id" in frame.columns else []
     if run_ids:
         info["run_id"] = ", ".join(run_ids)
     return RunInput(frame=frame, traces=stored, run_info=info)
+
+
+def _with_idle(trace: dict, frame: pd.DataFrame) -> dict:
+    """Add the answer's idle baseline (from the frame) so the trace plot can draw it."""
+    if trace.get("idle_w") is not None or "idle_w" not in frame.columns:
+        return trace
+    hit = frame[(frame["model"] == trace.get("model")) & (frame["dataset"] == trace.get("dataset"))
+                & (frame["item_id"].astype(str) == str(trace.get("item_id")))]["idle_w"].dropna()
+    return {**trace, "idle_w": float(hit.iloc[0])} if len(hit) else trace

@@ -66,11 +66,24 @@ def build_run_report(out_dir: Path, mode: str = "paper") -> Path:
         traces = results.traces(db, limit=3)
     finally:
         db.close()
-    facts = run_facts(out_dir)
-    run_info = {k: facts[k] for k in ("run_id", "spec", "toolkit_version", "idle_baseline", "answers_by_status",
-                                       "meter")}
-    build_report(frame, out_dir, run_info=run_info, traces=traces)
+    build_report(frame, out_dir, run_info=report_run_info(run_facts(out_dir), mode), traces=traces)
     return out_dir / "report"
+
+
+def report_run_info(facts: dict[str, Any], mode: str) -> dict[str, str]:
+    """The run's identity in a few readable lines for the report header (the manifest has everything)."""
+    idle, meter = facts["idle_baseline"] or {}, facts["meter"] or {}
+    return {
+        "name": facts["spec"]["name"],
+        "run": facts["run_id"],
+        "spec": f"{facts['spec']['name']} (sha256 {facts['spec']['sha256'][:16]})",
+        "toolkit": facts["toolkit_version"],
+        "scores": f"{mode} mode",
+        "idle baseline": (f"{idle.get('mean_w', float('nan')):.3f} W (sd {idle.get('sd_w', 0):.3f}, "
+                          f"{idle.get('n_samples', 0)} samples, {idle.get('source', '?')})"),
+        "meter": f"{meter.get('driver', '?')} {meter.get('device_id', '')} ({meter.get('nominal_rate_hz', '?')} Hz)",
+        "answers": ", ".join(f"{k} {v}" for k, v in facts["answers_by_status"].items()),
+    }
 
 
 def pipeline(spec: Spec, out_dir: Path, *, progress: bool = True, key_path: Path | None = None) -> PipelineOutcome:

@@ -580,6 +580,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--alias", action="append", default=[], metavar="TAG[=DIGEST]",
                     help="also serve TAG (answered by SmolLM2), with DIGEST or the catalog's")
     ap.add_argument("--registry", action="append", default=[], metavar="TAG", help="a catalog TAG /api/pull can fetch")
+    ap.add_argument("--script-delay", type=float, default=0.0, metavar="S",
+                    help="with --scripted: wait S seconds before each word (a slow board's decode rate)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
@@ -589,7 +591,7 @@ def main(argv: list[str] | None = None) -> None:
         tag, _, digest = a.partition("=")
         aliases[tag] = digest or None
     srv = OllamaTestServer(engine, scripted_reply=args.scripted, aliases=aliases, port=args.port,
-                           registry=[served_from_catalog(t) for t in args.registry])
+                           registry=[served_from_catalog(t) for t in args.registry], script_delay_s=args.script_delay)
     print(f"listening on {srv.host} (serving {', '.join(srv.models)})", flush=True)
     try:
         srv._httpd.serve_forever(poll_interval=0.2)

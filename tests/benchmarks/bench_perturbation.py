@@ -1,0 +1,98 @@
+"""Does the toolkit perturb what it measures? CPU used by the runner and the meter daemon while an answer runs.
+
+Set-up, all real: the Ollama-API test server in its own process streams a scripted answer at a Pi-like decode
+rate (5 tokens/s, 10 s an answer; the server's own CPU is the "model" and is not counted), the meter daemon runs
+the sim driver at 1 kHz with its raw log on, and the runner's `ask()` does what `bench run` does per answer
+(streaming request with host stamps, three energy windows, temperature reads, a trace). CPU is read from
+/proc/<pid>/stat for the daemon and from process_time() for the runner, over the same wall-clock span.
+Target: runner + daemon <= 0.5 % of one core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from bench.backends.ollama import OllamaBackend  # noqa: E402
+from bench.catalog import models  # noqa: E402
+from bench.meter.client import connect  # noqa: E402
+from bench.meter.local import spawn_daemon  # noqa: E402
+from bench.records import Item  # noqa: E402
+from bench.runner import Task, ask  # noqa: E402
+from bench.spec import load_spec  # noqa: E402
+
+WORDS = 50
+DELAY_S = 0.2
+ANSWERS = 3
+METER_HZ = 1000
+TARGET_PCT = 0.5
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+@contextlib.contextmanager
+def scripted_server():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    reply = " ".join(f"w{i}" for i in range(WORDS - 1)) + " <ANS>42</ANS>"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ollama_server.py"), "--port", str(port),
+                             "--scripted", reply, "--script-delay", str(DELAY_S)], stdout=subprocess.PIPE, text=True)
+    try:
+        if "listening on" not in proc.stdout.readline():
+            raise RuntimeError("test server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def main() -> None:
+    entry = dataclasses.replace(models()["smollm2:135m-instruct-q4_1"], backend="ollama")
+    spec = load_spec("smoke")
+    item = Item("gsm8k", "bench-1", {"question": "What is 2 + 3?", "answer": "#### 5"}, "5")
+    task = Task(entry, item, "What is 2 + 3?")
+    with tempfile.TemporaryDirectory() as tmp, scripted_server() as host:
+        sock = os.path.join(tmp, "m.sock")
+        opts = {"mode": "constant", "watts": 4.0, "rate_hz": METER_HZ, "seed": 1}
+        with spawn_daemon("sim", opts, sock, log_dir=os.path.join(tmp, "log")) as daemon:
+            meter = connect(sock)
+            backend = OllamaBackend(host, warmup=False)
+            time.sleep(2.0)  # let the daemon settle before measuring
+            rows = []
+            for i in range(ANSWERS):
+                wall0, run0, dae0 = time.monotonic(), time.process_time(), cpu_s(daemon.pid)
+                record = ask(backend, meter, spec, "bench", 2.85, task, keep_trace=(i == 0))
+                wall = time.monotonic() - wall0
+                run_cpu, dae_cpu = time.process_time() - run0, cpu_s(daemon.pid) - dae0
+                assert record.status == "ok", record.reason
+                rows.append((wall, run_cpu, dae_cpu))
+            meter.close()
+    wall = sum(r[0] for r in rows)
+    run_pct = 100 * sum(r[1] for r in rows) / wall
+    dae_pct = 100 * sum(r[2] for r in rows) / wall
+    print(f"perturbation over {ANSWERS} answers of {WORDS} tokens at {1 / DELAY_S:.0f} tok/s ({wall:.1f} s), "
+          f"meter sim at {METER_HZ} Hz with raw log:")
+    print(f"  runner  {run_pct:.3f} % of one core")
+    print(f"  daemon  {dae_pct:.3f} % of one core")
+    total = run_pct + dae_pct
+    print(f"  total   {total:.3f} % of one core (target <= {TARGET_PCT} %, ratio {total / TARGET_PCT:.2f}) "
+          f"{'OK' if total <= TARGET_PCT else 'OVER'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -34,7 +34,7 @@ from bench.spec import load_spec  # noqa: E402
 WORDS = 50
 DELAY_S = 0.2
 ANSWERS = 3
-METER_HZ = 1000
+METER_RATES_HZ = (1000, 100)  # an INA226 bridge at full rate; a USB meter or a slower bridge
 TARGET_PCT = 0.5
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -61,14 +61,15 @@ def scripted_server():
         proc.wait(10)
 
 
-def main() -> None:
+def measure(meter_hz: int) -> tuple[float, float, float]:
+    """(wall s, runner % of a core, daemon % of a core) over ANSWERS answers."""
     entry = dataclasses.replace(models()["smollm2:135m-instruct-q4_1"], backend="ollama")
     spec = load_spec("smoke")
     item = Item("gsm8k", "bench-1", {"question": "What is 2 + 3?", "answer": "#### 5"}, "5")
     task = Task(entry, item, "What is 2 + 3?")
     with tempfile.TemporaryDirectory() as tmp, scripted_server() as host:
         sock = os.path.join(tmp, "m.sock")
-        opts = {"mode": "constant", "watts": 4.0, "rate_hz": METER_HZ, "seed": 1}
+        opts = {"mode": "constant", "watts": 4.0, "rate_hz": meter_hz, "seed": 1}
         with spawn_daemon("sim", opts, sock, log_dir=os.path.join(tmp, "log")) as daemon:
             meter = connect(sock)
             backend = OllamaBackend(host, warmup=False)
@@ -83,15 +84,17 @@ def main() -> None:
                 rows.append((wall, run_cpu, dae_cpu))
             meter.close()
     wall = sum(r[0] for r in rows)
-    run_pct = 100 * sum(r[1] for r in rows) / wall
-    dae_pct = 100 * sum(r[2] for r in rows) / wall
-    print(f"perturbation over {ANSWERS} answers of {WORDS} tokens at {1 / DELAY_S:.0f} tok/s ({wall:.1f} s), "
-          f"meter sim at {METER_HZ} Hz with raw log:")
-    print(f"  runner  {run_pct:.3f} % of one core")
-    print(f"  daemon  {dae_pct:.3f} % of one core")
-    total = run_pct + dae_pct
-    print(f"  total   {total:.3f} % of one core (target <= {TARGET_PCT} %, ratio {total / TARGET_PCT:.2f}) "
-          f"{'OK' if total <= TARGET_PCT else 'OVER'}")
+    return wall, 100 * sum(r[1] for r in rows) / wall, 100 * sum(r[2] for r in rows) / wall
+
+
+def main() -> None:
+    print(f"perturbation: {ANSWERS} answers of {WORDS} tokens at {1 / DELAY_S:.0f} tok/s each, sim meter with raw log")
+    for hz in METER_RATES_HZ:
+        wall, run_pct, dae_pct = measure(hz)
+        total = run_pct + dae_pct
+        print(f"  meter {hz:>5} Hz: runner {run_pct:.3f} % + daemon {dae_pct:.3f} % = {total:.3f} % of one core "
+              f"over {wall:.0f} s (target <= {TARGET_PCT} %, ratio {total / TARGET_PCT:.2f}) "
+              f"{'OK' if total <= TARGET_PCT else 'OVER'}")
 
 
 if __name__ == "__main__":

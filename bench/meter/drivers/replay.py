@@ -87,7 +87,7 @@ class ReplayDriver(Driver):
         "format": Option(str, "auto", f"one of {', '.join(FORMATS)}"),
         "speed": Option(float, 1.0, "playback speed (2.0 plays twice as fast)"),
         "loop": Option(bool, False, "start over at the end (else go quiet)"),
-        "batch_s": Option(float, 0.05, "how often samples are handed over"),
+        "batch_s": Option(float, 0.25, "how often samples are handed over (fewer wake-ups, less CPU)"),
     }
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:

@@ -67,7 +67,7 @@ class SimDriver(Driver):
         "duty": Option(float, 0.5, "square: fraction of the period at load_w"),
         "schedule": Option(str, "", "schedule mode: duration_s:watts steps, comma-separated"),
         "repeat": Option(bool, False, "schedule mode: loop the schedule (else hold the last step)"),
-        "batch_s": Option(float, 0.05, "how often samples are handed to the daemon"),
+        "batch_s": Option(float, 0.25, "how often samples are handed to the daemon (fewer wake-ups, less CPU)"),
     }
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:

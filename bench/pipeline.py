@@ -57,28 +57,26 @@ def run_facts(out_dir: Path) -> dict[str, Any]:
         db.close()
 
 
-def build_run_report(out_dir: Path, mode: str = "paper") -> Path:
+def build_run_report(out_dir: Path, mode: str = "paper", *, report_root: Path | None = None,
+                     extra_info: dict[str, Any] | None = None, published: bool = True, plots: bool = True) -> Path:
+    """The report of a result folder, written to ``report_root/report`` (default: inside the folder)."""
     from bench.report import build_report
+    from bench.report.run_folder import load_run
 
-    frame = results.answers_frame(out_dir / "results.db", mode)
-    db = results.connect(out_dir / "results.db")
-    try:
-        traces = results.traces(db, limit=3)
-    finally:
-        db.close()
-    build_report(frame, out_dir, run_info=report_run_info(run_facts(out_dir), mode), traces=traces)
-    return out_dir / "report"
+    loaded = load_run(out_dir, mode)
+    info = {**loaded.run_info, **report_run_info(run_facts(out_dir)), **(extra_info or {})}
+    paths = build_report(loaded.frame, report_root or out_dir, run_info=info, traces=loaded.traces,
+                         published=published, plots=plots)
+    return paths.report_dir
 
 
-def report_run_info(facts: dict[str, Any], mode: str) -> dict[str, str]:
+def report_run_info(facts: dict[str, Any]) -> dict[str, str]:
     """The run's identity in a few readable lines for the report header (the manifest has everything)."""
     idle, meter = facts["idle_baseline"] or {}, facts["meter"] or {}
     return {
         "name": facts["spec"]["name"],
-        "run": facts["run_id"],
         "spec": f"{facts['spec']['name']} (sha256 {facts['spec']['sha256'][:16]})",
         "toolkit": facts["toolkit_version"],
-        "scores": f"{mode} mode",
         "idle baseline": (f"{idle.get('mean_w', float('nan')):.3f} W (sd {idle.get('sd_w', 0):.3f}, "
                           f"{idle.get('n_samples', 0)} samples, {idle.get('source', '?')})"),
         "meter": f"{meter.get('driver', '?')} {meter.get('device_id', '')} ({meter.get('nominal_rate_hz', '?')} Hz)",

@@ -1,4 +1,4 @@
-"""`bench provenance` commands."""
+"""`bench sign`, `bench verify`, `bench keygen`: sealing a result folder and checking it offline."""
 
 from __future__ import annotations
 
@@ -20,10 +20,17 @@ _KEY = click.option(
 @click.argument("result_dir", type=_DIR)
 @_KEY
 def sign(result_dir: Path, key_path: Path | None) -> None:
-    """Write manifest.json, SHA256SUMS and SHA256SUMS.sig into RESULT_DIR (re-sealing keeps the run's facts)."""
+    """Write manifest.json, SHA256SUMS and SHA256SUMS.sig into RESULT_DIR (a run folder's facts come from its DB)."""
     from bench.provenance import seal
 
-    done = seal(result_dir, None, key_path)
+    facts = None  # not a run folder: re-sealing keeps the existing manifest's facts
+    if (result_dir / "results.db").exists():
+        from bench import results
+        from bench.pipeline import run_facts
+
+        facts = run_facts(result_dir)
+        results.finalize(result_dir / "results.db")
+    done = seal(result_dir, facts, key_path)
     click.echo(f"signed {done.result_dir}: {done.files} files, {done.identity} {done.fingerprint}")
 
 

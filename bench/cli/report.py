@@ -1,4 +1,4 @@
-"""`bench report` commands."""
+"""`bench report`: the paper's tables, the comparison with the published values, plots, HTML and Markdown."""
 
 from __future__ import annotations
 
@@ -47,10 +47,12 @@ def report_cmd(result_dir: Path | None, authors_file: Path | None, out_dir: Path
                              published=not no_published, cells=cells,
                              tolerance_abs=0.0 if from_points else AUTHORS_TOLERANCE_ABS, plots=not no_plots)
     else:
-        from bench.report.run_folder import load_run
+        from bench.pipeline import build_run_report
 
-        run = load_run(result_dir, mode)
-        paths = build_report(run.frame, out_dir or result_dir, run_info={**run.run_info, **run_info},
-                             traces=run.traces, published=not no_published, plots=not no_plots)
+        report_dir = build_run_report(result_dir, mode, report_root=out_dir, extra_info=run_info,
+                                      published=not no_published, plots=not no_plots)
+        click.echo(f"wrote {report_dir / 'report.html'}")
+        click.echo(f"wrote {report_dir / 'summary.md'}")
+        return
     click.echo(f"wrote {paths.html}")
     click.echo(f"wrote {paths.markdown}")

@@ -40,6 +40,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "j_per_prompt_token": ("prefill energy / prompt tokens", "J/token"),
     "j_per_gen_token_decode": ("decode energy / generated tokens", "J/token"),
     "prefill_energy_share": ("share of the answer's energy spent before the first token", "fraction"),
+    "host_gap_s": ("host-stamped answer time minus the backend's total_duration (transport, queueing, client)", "s"),
+    "ttft_gap_s": ("host time to first token minus the backend's load + prompt-eval durations", "s"),
 }
 
 PHASE_METRICS = {
@@ -52,7 +54,7 @@ PHASE_METRICS = {
 
 _NUMERIC_INPUTS = (
     "correct", "energy_j", "eval_count", "prompt_eval_count", "total_s", "eval_s", "prompt_eval_s", "load_s",
-    "ttft_s", "prefill_energy_j", "decode_energy_j", "prefill_n_samples", "decode_n_samples",
+    "ttft_s", "prefill_energy_j", "decode_energy_j", "prefill_n_samples", "decode_n_samples", "host_total_s",
 )
 
 
@@ -107,6 +109,9 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     out["j_per_gen_token_decode"] = _ratio(c["decode_energy_j"], c["eval_count"])
     both = c["prefill_energy_j"] + c["decode_energy_j"]
     out["prefill_energy_share"] = _ratio(c["prefill_energy_j"], both)
+    # How far the backend's own accounting is from the host stamps the energy windows use.
+    out["host_gap_s"] = c["host_total_s"] - c["total_s"]
+    out["ttft_gap_s"] = c["ttft_s"] - (np.nan_to_num(c["load_s"]) + c["prompt_eval_s"])
     # Low-confidence phase windows: known sample count below the threshold (unknown counts are not flagged).
     out["prefill_low_conf"] = np.isfinite(c["prefill_n_samples"]) & (c["prefill_n_samples"] < MIN_PHASE_SAMPLES)
     out["decode_low_conf"] = np.isfinite(c["decode_n_samples"]) & (c["decode_n_samples"] < MIN_PHASE_SAMPLES)

@@ -17,14 +17,15 @@ log = logging.getLogger(__name__)
 
 LOW_CONF_SHARE = 0.5
 PHASE_COLUMNS = ["model", "base", "quant", "dataset", "n_answers", "j_per_prompt_token", "j_per_gen_token_decode",
-                 "prefill_energy_share", "j_per_token", "prefill_low_conf", "decode_low_conf"]
+                 "prefill_energy_share", "j_per_token", "host_gap_s", "ttft_gap_s", "prefill_low_conf",
+                 "decode_low_conf"]
 
 
 def phase_table(cells_: pd.DataFrame) -> pd.DataFrame:
     """Per cell: J per prompt token (prefill), J per generated token (decode), share of energy before the first
     token, the paper's J/token, and the low-confidence flags."""
     out = cells_[["model", "base", "quant", "dataset", "n_answers", "j_per_prompt_token", "j_per_gen_token_decode",
-                  "prefill_energy_share", "j_per_token"]].copy()
+                  "prefill_energy_share", "j_per_token", "host_gap_s", "ttft_gap_s"]].copy()
     n = cells_["n_answers"].where(cells_["n_answers"] > 0)
     out["prefill_low_conf"] = (cells_["prefill_low_conf_n"] / n) > LOW_CONF_SHARE
     out["decode_low_conf"] = (cells_["decode_low_conf_n"] / n) > LOW_CONF_SHARE

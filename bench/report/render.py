@@ -148,13 +148,14 @@ def summary_rows(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
 
 def phase_rows(phases: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     header = ["model", "dataset", "J/prompt token (prefill)", "J/gen token (decode)", "share before 1st token",
-              "paper J/token", "confidence"]
+              "paper J/token", "host - backend total (s)", "host - backend TTFT (s)", "confidence"]
     rows = []
     for _, r in phases.iterrows():
         low = [p for p, flag in (("prefill", r["prefill_low_conf"]), ("decode", r["decode_low_conf"])) if flag]
         rows.append([r["model"], r["dataset"], fmt(r["j_per_prompt_token"], digits=4),
                      fmt(r["j_per_gen_token_decode"], digits=3), fmt(r["prefill_energy_share"], digits=3),
-                     fmt(r["j_per_token"], digits=3), "low: " + ", ".join(low) if low else "ok"])
+                     fmt(r["j_per_token"], digits=3), fmt(r["host_gap_s"], digits=3), fmt(r["ttft_gap_s"], digits=3),
+                     "low: " + ", ".join(low) if low else "ok"])
     return header, rows
 
 

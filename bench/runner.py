@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import signal
 import statistics
 import tempfile
@@ -151,17 +152,26 @@ def meter_windows(meter: MeterClient, c: Completion) -> dict[str, EnergyReading]
     return windows
 
 
+def _mark_label(task: Task) -> str:
+    """``model dataset/item`` in the characters a meter label allows, short enough for the protocol."""
+    text = f"{task.model.tag} {task.item.dataset}/{task.item.item_id}"
+    return re.sub(r"[^A-Za-z0-9_\-.:/=+@# ]", "_", text)[:100]
+
+
 def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: float, task: Task,
         keep_trace: bool) -> results.AnswerRecord:
     """One answer, whatever happens: ok, timeout or error, each with its reason."""
     temp_before, thr_before = temperature_c(), throttled()
     status, reason, completion = "ok", "", None
+    label = _mark_label(task)
+    meter.mark(f"answer-begin {label}")  # answer boundaries in the meter's raw log (and the sim's busy mode)
     try:
         completion = backend.generate(task.model, task.prompt, dict(spec.options), spec.backend.timeout_s)
     except AnswerTimeout as exc:
         status, reason, completion = "timeout", str(exc), exc.partial
     except AnswerFailed as exc:
         status, reason = "error", str(exc)
+    meter.mark(f"answer-end {label}", completion.t_last_token_ns if completion else None)
     windows = meter_windows(meter, completion) if completion is not None else None
     trace = None
     if keep_trace and completion is not None:

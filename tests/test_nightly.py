@@ -1,46 +1,95 @@
-"""Nightly reruns on the real embedded stack: an unchanged rerun passes, a raised load power is named as energy
-drift, a missing meter is exit 2, and a second nightly started meanwhile exits at once."""
+"""Nightly reruns end to end (real CLI, meter daemon, Ollama-API test server, signing): an unchanged rerun
+passes, a raised load power is named as energy drift, a missing meter is exit 2, and a second nightly started
+meanwhile exits at once."""
 
 from __future__ import annotations
 
 import os
-import sys
+import socket
 import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
 from bench.nightly import paired_bootstrap, single_instance, NightlyBusy
-from runner_support import ROOT, bench_cmd, demo_variant, needs_llm, run_bench
+from runner_support import ROOT, demo_variant, run_bench
 
-SIM = "{{ mode = \"cpu\", idle_w = 2.85, load_w = {load_w}, rate_hz = 50, seed = 42, noise_w = 0.02 }}"
-# Latency and throughput on a shared 2-core CI machine vary more than on a quiet Pi; energy keeps its default.
-LOOSE = ("--tolerance", "latency_s=0.5", "--tolerance", "tokens_per_s=0.5", "--tolerance", "energy_per_answer_j=0.08",
-         "--tolerance", "j_per_token=0.5")
+REPLY = "<ANS>A</ANS> " + " ".join(f"w{i}" for i in range(9))  # 10 words
+SPEC = """
+[experiment]
+name = "nightly-test"
+[backend]
+kind = "ollama"
+host = "{host}"
+timeout_s = 30
+[options]
+temperature = 0.0
+[models]
+tags = ["qwen2.5:0.5b-instruct-q4_0"]
+[datasets.commonsenseqa]
+source = "fixtures"
+selection = "all"
+limit = 3
+[datasets.gsm8k]
+source = "fixtures"
+selection = "all"
+limit = 3
+[meter]
+driver = "sim"
+options = {{ mode = "busy", idle_w = 2.85, load_w = {load_w}, rate_hz = 200, seed = 7, noise_w = 0.02 }}
+[idle]
+duration_s = 1
+[cooldown]
+max_wait_s = 0
+"""
+
+
+@pytest.fixture(scope="module")
+def paced_ollama():
+    """The Ollama-API test server answering a scripted reply at 20 words/s: every answer takes the same time, so
+    a night-to-night change can only come from what the test changes (the meter's load power)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ollama_server.py"), "--port", str(port),
+                             "--scripted", REPLY, "--script-delay", "0.05", "--alias", "qwen2.5:0.5b-instruct-q4_0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in proc.stdout.readline()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def night_spec(tmp_path, host, load_w, name):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(SPEC.format(host=host, load_w=load_w), "utf-8")
+    return path
 
 
 def night(spec, root, *extra):
-    return run_bench("nightly", "--spec", str(spec), "--root", str(root), *LOOSE, *extra, timeout=600)
+    return run_bench("nightly", "--spec", str(spec), "--root", str(root), *extra, timeout=600)
 
 
-@needs_llm
-def test_unchanged_rerun_passes_and_raised_load_power_is_energy_drift(tmp_path):
-    kw = dict(limit=2, datasets=("commonsenseqa", "gsm8k", "bigbenchhard"), idle_s=1.0, num_predict=16)
-    spec = demo_variant(tmp_path, meter_options=SIM.format(load_w=6.9), **kw)
+def test_unchanged_rerun_passes_and_raised_load_power_is_energy_drift(tmp_path, paced_ollama):
+    spec = night_spec(tmp_path, paced_ollama, 6.9, "base")
     root = tmp_path / "nightly"
     first = night(spec, root)
-    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.returncode == 0, first.stdout + first.stderr[-2000:]
     assert "no baseline yet" in first.stdout and len(first.stdout.strip().splitlines()) == 1
     chosen = run_bench("nightly", "baseline", "--root", str(root), "--set", "latest", check=True)
     assert "signature sha256" in chosen.stdout
     same = night(spec, root)
     assert same.returncode == 0, same.stdout + same.stderr[-2000:]
     assert "within tolerance" in same.stdout
-    hotter = demo_variant(tmp_path, meter_options=SIM.format(load_w=6.9 * 1.10), name="demo-hot", **kw)
+    hotter = night_spec(tmp_path, paced_ollama, round(6.9 * 1.10, 3), "hot")
     drift = night(hotter, root)
     assert drift.returncode == 1, drift.stdout + drift.stderr[-2000:]
     assert "DRIFT" in drift.stdout and "energy_per_answer_j" in drift.stdout
+    assert "accuracy" not in drift.stdout and "latency_s" not in drift.stdout  # only what changed is named
     assert (root / "trend.png").stat().st_size > 1000
 
 
@@ -50,7 +99,7 @@ def test_missing_meter_is_exit_2(tmp_path):
     start = text.index("[meter]")
     end = text.index("[idle]")
     spec.write_text(text[:start] + f'[meter]\nsocket = "{tmp_path}/absent.sock"\n\n' + text[end:])
-    proc = night(spec, tmp_path / "nightly")
+    proc = run_bench("nightly", "--spec", str(spec), "--root", str(tmp_path / "nightly"))
     assert proc.returncode == 2
     assert "meter absent" in proc.stdout and "absent.sock" in proc.stdout
 

@@ -35,7 +35,10 @@ def _answer(run_id, model, dataset, i, t0):
 def run_dir(tmp_path):
     db = results.connect(tmp_path / "results.db")
     results.migrate(db)
-    run, _ = results.open_run(db, "test", "a" * 64, "")
+    from bench.spec import load_spec
+
+    spec = load_spec("smoke")  # any valid spec: the report header shows its name and hash
+    run, _ = results.open_run(db, spec.name, spec.sha256, spec.source_text)
     ids, t0 = [], 10 * S
     for model in ("qwen2.5:0.5b-instruct-q8_0", "qwen2.5:0.5b-instruct-q4_K_M"):
         for dataset in ("gsm8k", "truthfulqa"):

@@ -465,6 +465,7 @@ def _info(daemon: Daemon, conn: Connection, req: P.InfoRequest) -> dict:
 def _mark(daemon: Daemon, conn: Connection, req: P.MarkRequest) -> dict:
     t_ns = req.t_ns if req.t_ns is not None else time.monotonic_ns()
     daemon.counters.marks.append((t_ns, req.label))
+    daemon.driver.on_mark(t_ns, req.label)
     if daemon.rawlog is not None:
         daemon.rawlog.write_event("mark", t_ns, req.label)
     log.info("mark %s at %d", req.label, t_ns)

@@ -124,6 +124,9 @@ class Driver(ABC):
     def close(self) -> None:
         """Release the instrument; must be safe to call twice or after a failed open."""
 
+    def on_mark(self, t_ns: int, label: str) -> None:
+        """A client's mark (e.g. ``answer-begin ...``); real instruments ignore it, the sim's ``busy`` mode uses it."""
+
     def describe(self) -> dict[str, Any]:
         """Facts for ``info`` and the log header: device id, rate, calibration, options."""
         return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from typing import Any
 
@@ -20,7 +21,9 @@ from bench.meter.samples import SampleBatch
 
 log = logging.getLogger(__name__)
 
-MODES = ("constant", "square", "sine", "schedule", "cpu")
+MODES = ("constant", "square", "sine", "schedule", "cpu", "busy")
+# busy mode: load_w between a client's "answer-begin ..." and "answer-end ..." marks, idle_w otherwise.
+BUSY_BEGIN, BUSY_END = "answer-begin", "answer-end"
 
 
 def parse_schedule(text: str) -> list[tuple[float, float]]:
@@ -85,6 +88,8 @@ class SimDriver(Driver):
         self._rng = np.random.default_rng(o["seed"])
         self._cpu_prev: tuple[int, int] | None = None
         self._util = 0.0
+        self._busy: list[list[int | None]] = []  # [begin_ns, end_ns or None while open], in mark order
+        self._busy_lock = threading.Lock()
         self._open = False
 
     @property
@@ -112,6 +117,24 @@ class SimDriver(Driver):
     def close(self) -> None:
         self._open = False
 
+    def on_mark(self, t_ns: int, label: str) -> None:
+        """busy mode: an answer's begin/end marks switch the waveform between idle_w and load_w."""
+        kind = label.split(" ", 1)[0]
+        with self._busy_lock:
+            if kind == BUSY_BEGIN:
+                self._busy.append([t_ns, None])
+            elif kind == BUSY_END and self._busy and self._busy[-1][1] is None:
+                self._busy[-1][1] = t_ns
+            del self._busy[:-64]  # only recent intervals can still fall in a batch not yet generated
+
+    def _busy_mask(self, t_ns: np.ndarray) -> np.ndarray:
+        mask = np.zeros(t_ns.shape, dtype=bool)
+        with self._busy_lock:
+            intervals = [(b, e) for b, e in self._busy]
+        for begin, end in intervals:
+            mask |= (t_ns >= begin) & ((t_ns < end) if end is not None else True)
+        return mask
+
     def power_at(self, t_s: np.ndarray) -> np.ndarray:
         """The noiseless waveform at seconds since the origin (cpu mode: at the latest utilisation)."""
         o = self.opts
@@ -125,6 +148,9 @@ class SimDriver(Driver):
         if mode == "sine":
             mean, amp = (o["idle_w"] + o["load_w"]) / 2, (o["load_w"] - o["idle_w"]) / 2
             return mean + amp * np.sin(2 * np.pi * t_s / o["period_s"])
+        if mode == "busy":
+            busy = self._busy_mask(self._origin_ns + np.round(t_s * 1e9).astype(np.int64))
+            return np.where(busy, o["load_w"], o["idle_w"])
         if mode == "schedule":
             ends = np.cumsum([d for d, _ in self._steps])
             watts = np.array([w for _, w in self._steps])

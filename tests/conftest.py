@@ -81,3 +81,12 @@ def scripted_server():
 
     with OllamaTestServer(None, scripted_reply="The answer is <ANS> 42 </ANS> and that is all .") as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def paced_ollama():
+    """URL of a paced, scripted Ollama-API server in its own process (see runner_support.paced_ollama_server)."""
+    from runner_support import paced_ollama_server
+
+    with paced_ollama_server() as host:
+        yield host

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
+import socket
 import subprocess
 import sys
 from importlib import resources
@@ -50,3 +52,57 @@ def run_bench(*args: str, timeout: float = 300, check: bool = False) -> subproce
     if check and proc.returncode != 0:
         raise AssertionError(f"bench {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
     return proc
+
+
+PACED_REPLY = "<ANS>A</ANS> " + " ".join(f"w{i}" for i in range(9))  # 10 words
+PACED_MODEL = "qwen2.5:0.5b-instruct-q4_0"
+
+
+@contextlib.contextmanager
+def paced_ollama_server(delay_s: float = 0.05):
+    """The Ollama-API test server in its own process, answering a scripted reply at a fixed pace (one word per
+    ``delay_s``) under a catalog tag: every answer takes the same time, no LLM needed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ollama_server.py"), "--port", str(port),
+                             "--scripted", PACED_REPLY, "--script-delay", str(delay_s), "--alias", PACED_MODEL],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        if "listening on" not in proc.stdout.readline():
+            raise RuntimeError("the Ollama test server did not start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+PACED_SPEC = """
+[experiment]
+name = "{name}"
+[backend]
+kind = "ollama"
+host = "{host}"
+timeout_s = 30
+[options]
+temperature = 0.0
+[models]
+tags = ["{model}"]
+{datasets}
+[meter]
+driver = "sim"
+options = {{ mode = "busy", idle_w = 2.85, load_w = {load_w}, rate_hz = 200, seed = 7, noise_w = 0.02 }}
+[idle]
+duration_s = 1
+[cooldown]
+max_wait_s = 0
+"""
+
+
+def paced_spec(tmp_path: Path, host: str, *, name: str = "paced", load_w: float = 6.9, limit: int = 3,
+               datasets: tuple[str, ...] = ("commonsenseqa", "gsm8k")) -> Path:
+    """A spec that runs against `paced_ollama_server`, with the sim meter in busy mode (load power while answering)."""
+    blocks = "".join(f'[datasets.{d}]\nsource = "fixtures"\nselection = "all"\nlimit = {limit}\n' for d in datasets)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(PACED_SPEC.format(name=name, host=host, model=PACED_MODEL, datasets=blocks, load_w=load_w), "utf-8")
+    return path

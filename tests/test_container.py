@@ -40,7 +40,7 @@ def _stages(text: str) -> dict[str, str]:
 def test_dockerfile_stages_and_pins() -> None:
     text = DOCKERFILE.read_text()
     stages = _stages(text)
-    assert {"base", "build", "core", "data", "ollama"} <= set(stages)
+    assert {"base", "deps", "runtime", "core", "data", "ollama"} <= set(stages)
     assert stages["core"] != "data" and stages["data"] != "ollama", "core must build without data/Ollama"
     assert list(stages)[-1] == "ollama", "the final stage is the Ollama image"
     # The base image is a build argument pinned by digest.

@@ -5,7 +5,6 @@ meanwhile exits at once."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,60 +13,7 @@ import numpy as np
 import pytest
 
 from bench.nightly import paired_bootstrap, single_instance, NightlyBusy
-from runner_support import ROOT, demo_variant, run_bench
-
-REPLY = "<ANS>A</ANS> " + " ".join(f"w{i}" for i in range(9))  # 10 words
-SPEC = """
-[experiment]
-name = "nightly-test"
-[backend]
-kind = "ollama"
-host = "{host}"
-timeout_s = 30
-[options]
-temperature = 0.0
-[models]
-tags = ["qwen2.5:0.5b-instruct-q4_0"]
-[datasets.commonsenseqa]
-source = "fixtures"
-selection = "all"
-limit = 3
-[datasets.gsm8k]
-source = "fixtures"
-selection = "all"
-limit = 3
-[meter]
-driver = "sim"
-options = {{ mode = "busy", idle_w = 2.85, load_w = {load_w}, rate_hz = 200, seed = 7, noise_w = 0.02 }}
-[idle]
-duration_s = 1
-[cooldown]
-max_wait_s = 0
-"""
-
-
-@pytest.fixture(scope="module")
-def paced_ollama():
-    """The Ollama-API test server answering a scripted reply at 20 words/s: every answer takes the same time, so
-    a night-to-night change can only come from what the test changes (the meter's load power)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ollama_server.py"), "--port", str(port),
-                             "--scripted", REPLY, "--script-delay", "0.05", "--alias", "qwen2.5:0.5b-instruct-q4_0"],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert "listening on" in proc.stdout.readline()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def night_spec(tmp_path, host, load_w, name):
-    path = tmp_path / f"{name}.toml"
-    path.write_text(SPEC.format(host=host, load_w=load_w), "utf-8")
-    return path
+from runner_support import ROOT, demo_variant, paced_spec, run_bench
 
 
 def night(spec, root, *extra):
@@ -75,7 +21,7 @@ def night(spec, root, *extra):
 
 
 def test_unchanged_rerun_passes_and_raised_load_power_is_energy_drift(tmp_path, paced_ollama):
-    spec = night_spec(tmp_path, paced_ollama, 6.9, "base")
+    spec = paced_spec(tmp_path, paced_ollama, name="base", load_w=6.9)
     root = tmp_path / "nightly"
     first = night(spec, root)
     assert first.returncode == 0, first.stdout + first.stderr[-2000:]
@@ -85,7 +31,7 @@ def test_unchanged_rerun_passes_and_raised_load_power_is_energy_drift(tmp_path, 
     same = night(spec, root)
     assert same.returncode == 0, same.stdout + same.stderr[-2000:]
     assert "within tolerance" in same.stdout
-    hotter = night_spec(tmp_path, paced_ollama, round(6.9 * 1.10, 3), "hot")
+    hotter = paced_spec(tmp_path, paced_ollama, name="hot", load_w=round(6.9 * 1.10, 3))
     drift = night(hotter, root)
     assert drift.returncode == 1, drift.stdout + drift.stderr[-2000:]
     assert "DRIFT" in drift.stdout and "energy_per_answer_j" in drift.stdout

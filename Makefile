@@ -34,7 +34,7 @@ test: venv  ## The test suite (unit, integration, conformance against ../shared/
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: venv  ## Benchmarks: speed, memory and overhead targets, printed as numbers and ratios.
-	@set -e; for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
+	@failed=0; for f in tests/benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || { echo "!! $$f failed"; failed=1; }; done; exit $$failed
 
 clean:  ## Remove the environment and local results (the wheel cache in $(BENCH_CACHE) stays).
 	rm -rf $(VENV) results .pytest_cache

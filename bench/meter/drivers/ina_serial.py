@@ -52,7 +52,7 @@ class InaSerialDriver(Driver):
         "i_gain": Option(float, 1.0, "calibration: current multiplier"),
         "i_offset_ua": Option(float, 0.0, "calibration: current offset subtracted before the gain (uA)"),
         "silence_s": Option(float, 2.0, "no byte for this long means the device is gone"),
-        "batch_s": Option(float, 0.05, "sleep between small reads (fewer wake-ups)"),
+        "batch_s": Option(float, 0.02, "sleep between small reads (fewer wake-ups)"),
         "header_timeout_s": Option(float, 1.0, "how long open() waits for the header"),
     }
 

@@ -59,14 +59,14 @@ PACED_MODEL = "qwen2.5:0.5b-instruct-q4_0"
 
 
 @contextlib.contextmanager
-def paced_ollama_server(delay_s: float = 0.05):
+def paced_ollama_server(delay_s: float = 0.05, reply: str = PACED_REPLY):
     """The Ollama-API test server in its own process, answering a scripted reply at a fixed pace (one word per
     ``delay_s``) under a catalog tag: every answer takes the same time, no LLM needed."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ollama_server.py"), "--port", str(port),
-                             "--scripted", PACED_REPLY, "--script-delay", str(delay_s), "--alias", PACED_MODEL],
+                             "--scripted", reply, "--script-delay", str(delay_s), "--alias", PACED_MODEL],
                             stdout=subprocess.PIPE, text=True)
     try:
         if "listening on" not in proc.stdout.readline():

@@ -10,11 +10,7 @@ Target: runner + daemon <= 0.5 % of one core.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +26,7 @@ from bench.meter.local import spawn_daemon  # noqa: E402
 from bench.records import Item  # noqa: E402
 from bench.runner import Task, ask  # noqa: E402
 from bench.spec import load_spec  # noqa: E402
+from runner_support import PACED_MODEL, paced_ollama_server  # noqa: E402
 
 WORDS = 50
 DELAY_S = 0.2
@@ -44,30 +41,14 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
 
 
-@contextlib.contextmanager
-def scripted_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    reply = " ".join(f"w{i}" for i in range(WORDS - 1)) + " <ANS>42</ANS>"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ollama_server.py"), "--port", str(port),
-                             "--scripted", reply, "--script-delay", str(DELAY_S)], stdout=subprocess.PIPE, text=True)
-    try:
-        if "listening on" not in proc.stdout.readline():
-            raise RuntimeError("test server did not start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def measure(meter_hz: int) -> tuple[float, float, float]:
     """(wall s, runner % of a core, daemon % of a core) over ANSWERS answers."""
-    entry = dataclasses.replace(models()["smollm2:135m-instruct-q4_1"], backend="ollama")
+    entry = models()[PACED_MODEL]
     spec = load_spec("smoke")
     item = Item("gsm8k", "bench-1", {"question": "What is 2 + 3?", "answer": "#### 5"}, "5")
     task = Task(entry, item, "What is 2 + 3?")
-    with tempfile.TemporaryDirectory() as tmp, scripted_server() as host:
+    reply = " ".join(f"w{i}" for i in range(WORDS - 1)) + " <ANS>42</ANS>"
+    with tempfile.TemporaryDirectory() as tmp, paced_ollama_server(DELAY_S, reply) as host:
         sock = os.path.join(tmp, "m.sock")
         opts = {"mode": "constant", "watts": 4.0, "rate_hz": meter_hz, "seed": 1}
         with spawn_daemon("sim", opts, sock, log_dir=os.path.join(tmp, "log")) as daemon:

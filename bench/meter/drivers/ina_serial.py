@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from bench.errors import MeterError
-from bench.meter.drivers.base import DeviceGone, Driver, Option, register
+from bench.meter.drivers.base import DeviceGone, Option, register
 from bench.meter.drivers.clock import ClockMap, Unwrapper
-from bench.meter.drivers.serialport import LineReader, open_port
+from bench.meter.drivers.serialport import LineReader, SerialDriver, open_port
 from bench.meter.samples import SampleBatch
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def frame(payload: bytes) -> bytes:
 
 
 @register("ina-serial")
-class InaSerialDriver(Driver):
+class InaSerialDriver(SerialDriver):
     OPTIONS = {
         "port": Option(str, "", "serial device, e.g. /dev/serial/by-id/usb-...-if00"),
         "baudrate": Option(int, 115200, "ignored by USB CDC, used by real UARTs"),
@@ -116,12 +116,7 @@ class InaSerialDriver(Driver):
         self._reader.reset()
 
     def close(self) -> None:
-        if self._port is not None:
-            try:
-                self._port.close()
-            except OSError:
-                pass
-        self._port = None
+        super().close()
         self._reader = None
         self._pending.clear()
 

@@ -13,8 +13,8 @@ import re
 import time
 from typing import Any
 
-from bench.meter.drivers.base import DeviceGone, Driver, Option, register
-from bench.meter.drivers.serialport import open_port
+from bench.meter.drivers.base import DeviceGone, Option, register
+from bench.meter.drivers.serialport import SerialDriver, open_port
 from bench.meter.samples import SampleBatch
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def parse_reply(reply: bytes) -> float:
 
 
 @register("scpi")
-class ScpiDriver(Driver):
+class ScpiDriver(SerialDriver):
     OPTIONS = {
         "port": Option(str, "", "serial device or pyserial URL"),
         "baudrate": Option(int, 115200, "serial baud rate"),
@@ -78,14 +78,6 @@ class ScpiDriver(Driver):
             self.idn = reply.decode("ascii", "replace").strip()[:120]
             log.info("scpi on %s: %s", self.opts["port"], self.idn)
         self._next = time.monotonic()
-
-    def close(self) -> None:
-        if self._port is not None:
-            try:
-                self._port.close()
-            except OSError:
-                pass
-        self._port = None
 
     def ask(self, query: str) -> tuple[int, bytes | None]:
         """Send one query, read until the terminator: (host ns at the midpoint, reply or None on timeout)."""

@@ -12,7 +12,7 @@ import time
 
 import serial
 
-from bench.meter.drivers.base import DeviceGone
+from bench.meter.drivers.base import DeviceGone, Driver
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,20 @@ def open_port(url: str, baudrate: int, timeout_s: float) -> serial.Serial:
                                  do_not_open=True)
     port.open()
     return port
+
+
+class SerialDriver(Driver):
+    """Base of the drivers that own one serial port (``self._port``); closing it is the same for all of them."""
+
+    _port: serial.Serial | None = None
+
+    def close(self) -> None:
+        if self._port is not None:
+            try:
+                self._port.close()
+            except OSError:
+                pass
+        self._port = None
 
 
 class LineReader:

@@ -15,8 +15,8 @@ import struct
 import time
 from typing import Any
 
-from bench.meter.drivers.base import DeviceGone, Driver, Option, register
-from bench.meter.drivers.serialport import open_port
+from bench.meter.drivers.base import DeviceGone, Option, register
+from bench.meter.drivers.serialport import SerialDriver, open_port
 from bench.meter.samples import SampleBatch
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def decode_frame(frame: bytes) -> tuple[str, float, float, float, int]:
 
 @register("um34c")
 @register("um25c")
-class RDTechUMDriver(Driver):
+class RDTechUMDriver(SerialDriver):
     OPTIONS = {
         "port": Option(str, "", "serial device, e.g. /dev/rfcomm0"),
         "baudrate": Option(int, 9600, "RFCOMM/serial baud rate"),
@@ -80,14 +80,6 @@ class RDTechUMDriver(Driver):
         self._port.reset_input_buffer()
         self._failures = 0
         self._next_poll = time.monotonic()
-
-    def close(self) -> None:
-        if self._port is not None:
-            try:
-                self._port.close()
-            except OSError:
-                pass
-        self._port = None
 
     def poll(self) -> tuple[int, bytes]:
         """One request/reply: (host ns at the midpoint, raw reply bytes)."""

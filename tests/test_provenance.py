@@ -42,15 +42,27 @@ FACTS = {
 }
 
 
+def write_results_db(path: Path) -> None:
+    """A results DB written through the toolkit's own write path: one ok answer and one timeout."""
+    from bench import results
+    from bench.spec import load_spec
+
+    spec = load_spec("smoke")
+    db = results.connect(path)
+    run, _ = results.open_run(db, spec.name, spec.sha256, spec.source_text)
+    for item_id, status in (("q1", "ok"), ("q2", "timeout")):
+        results.record_answer(db, results.AnswerRecord(
+            run_id=run.run_id, model="qwen2.5:0.5b-instruct-q4_0", dataset="gsm8k", item_id=item_id,
+            item_sha256="0" * 64, prompt_sha256="1" * 64, status=status, reason="" if status == "ok" else "1200 s"))
+    db.close()
+    results.finalize(path)
+
+
 def make_result_folder(root: Path) -> Path:
     """A small but realistic folder: SQLite DB, report (html, md, csv, png, svg), spec, meter log."""
     root.mkdir(parents=True)
     (root / "spec.toml").write_text(FACTS["spec"], encoding="utf-8")
-    con = sqlite3.connect(root / "results.db")
-    con.execute("CREATE TABLE answers (item_id TEXT, status TEXT, energy_j REAL) STRICT")
-    con.executemany("INSERT INTO answers VALUES (?, ?, ?)", [("q1", "ok", 12.5), ("q2", "timeout", None)])
-    con.commit()
-    con.close()
+    write_results_db(root / "results.db")
     report = root / "report"
     (report / "plots").mkdir(parents=True)
     (report / "tables").mkdir()
@@ -316,7 +328,7 @@ def _fake_stage_modules(monkeypatch, outcome, calls):
     def answers_frame(db, mode):
         calls.append(("frame", Path(db), mode))
         with sqlite3.connect(db) as con:
-            return con.execute("SELECT item_id, energy_j FROM answers ORDER BY item_id").fetchall()
+            return con.execute("SELECT item_id, status FROM answers ORDER BY item_id").fetchall()
 
     def recompute_check(frame, report_dir):
         calls.append(("check", frame, Path(report_dir)))
@@ -339,7 +351,7 @@ def test_numbers_check_runs_on_a_copy_and_passes(sealed, monkeypatch):
     assert not any("unavailable" in n for n in report.notes)
     frame_call, check_call = calls
     assert frame_call[1].name == "results.db" and sealed not in frame_call[1].parents and frame_call[2] == "paper"
-    assert check_call[1] == [("q1", 12.5), ("q2", None)] and check_call[2] == sealed / "report"
+    assert check_call[1] == [("q1", "ok"), ("q2", "timeout")] and check_call[2] == sealed / "report"
     assert all_files(sealed) == before
 
 

@@ -57,5 +57,5 @@ sed -e "s|^User=.*|User=$svc_user|" -e "s|^Group=.*|Group=$svc_group|" \
     "$unit_src" >/etc/systemd/system/bench-meter.service
 systemctl daemon-reload
 systemctl enable --now bench-meter.service
-echo "bench-meter running; members of '$svc_group' can query /run/bench-meter/meter.sock"
-echo "add yourself: sudo usermod -aG $svc_group \"\$USER\"; check: bench meter status --socket /run/bench-meter/meter.sock"
+echo "bench-meter running; members of '$svc_group' can query /run/edge-llm-bench/meter.sock"
+echo "add yourself: sudo usermod -aG $svc_group \"\$USER\"; check: bench meter status --socket /run/edge-llm-bench/meter.sock"

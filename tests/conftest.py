@@ -90,3 +90,18 @@ def paced_ollama():
 
     with paced_ollama_server() as host:
         yield host
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _signing_key_outside_home(tmp_path_factory):
+    """Runs that seal their folder (pipeline, nightly) sign with a throw-away key, never the user's own."""
+    import os
+
+    key_dir = tmp_path_factory.mktemp("signing")
+    old = os.environ.get("BENCH_SIGNING_KEY")
+    os.environ["BENCH_SIGNING_KEY"] = str(key_dir / "signing_key")
+    yield
+    if old is None:
+        os.environ.pop("BENCH_SIGNING_KEY", None)
+    else:
+        os.environ["BENCH_SIGNING_KEY"] = old

@@ -11,7 +11,7 @@ import click
 
 from bench.cli import cli
 
-DEFAULT_SOCKET = os.environ.get("BENCH_METER_SOCKET", "/run/bench-meter/meter.sock")
+DEFAULT_SOCKET = os.environ.get("BENCH_METER_SOCKET", "/run/edge-llm-bench/meter.sock")
 
 
 def _parse_opts(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -29,6 +29,10 @@ def open_port(url: str, baudrate: int, timeout_s: float) -> serial.Serial:
     return port
 
 
+# The Linux tty layer buffers about 4 KiB for a reader that is not reading; waking at half of that never loses data.
+TTY_HALF_BYTES = 2048
+
+
 class SerialDriver(Driver):
     """Base of the drivers that own one serial port (``self._port``); closing it is the same for all of them."""
 
@@ -56,12 +60,12 @@ class LineReader:
         self.silence_s = silence_s
         self._tail = b""
         self._last_byte_ns = time.monotonic_ns()
-        self._small = False
+        self._sleep_s = 0.0  # how long to let the next chunk accumulate
         self.overlong = 0
 
     def read_chunk(self) -> tuple[bytes, int]:
-        if self._small and self.batch_s > 0:
-            time.sleep(self.batch_s)  # let a slow stream accumulate: fewer wake-ups, same data
+        if self._sleep_s > 0:
+            time.sleep(self._sleep_s)  # let a slow stream accumulate: fewer wake-ups, same data
         waiting = self.port.in_waiting
         data = self.port.read(waiting if waiting else 1)
         now = time.monotonic_ns()
@@ -71,13 +75,22 @@ class LineReader:
                 if more:
                     data += self.port.read(more)
                     now = time.monotonic_ns()
+            self._sleep_s = self._next_sleep(len(data), now)
             self._last_byte_ns = now
-            self._small = len(data) < 1024  # well under the 4 KiB tty buffer: a slow stream, batch it
         else:
-            self._small = False
+            self._sleep_s = 0.0
             if (now - self._last_byte_ns) / 1e9 > self.silence_s:
                 raise DeviceGone(f"serial device {self.port.port} sent nothing for {self.silence_s:g} s")
         return data, now
+
+    def _next_sleep(self, n_bytes: int, now_ns: int) -> float:
+        """Sleep until about half the tty buffer has filled at the observed byte rate, at most ``batch_s``; a read
+        that already filled half of it means the link is busy: read again at once, so nothing backs up."""
+        if n_bytes >= TTY_HALF_BYTES or self.batch_s <= 0:
+            return 0.0
+        elapsed_s = max((now_ns - self._last_byte_ns) / 1e9, 1e-4)
+        rate = n_bytes / elapsed_s
+        return min(self.batch_s, TTY_HALF_BYTES / rate if rate > 0 else self.batch_s)
 
     def read_lines(self) -> tuple[list[bytes], int]:
         data, now = self.read_chunk()

@@ -11,7 +11,7 @@ import string
 
 from bench.prompts import render
 from bench.records import Item, Score
-from bench.scoring.common import ans_content, invalid, precheck, verdict
+from bench.scoring.common import ans_content, invalid, precheck, verdict, words
 
 _ANS_TO_END = re.compile(r"<ANS>(.*?)(?:</ANS>)?$", re.IGNORECASE | re.DOTALL)
 _EMPTY_TAG = re.compile(r"^<([A-Z0-9]+)>\s*</\1>$", re.IGNORECASE)
@@ -127,10 +127,6 @@ def _strict_content(text: str) -> str:
     return " ".join(content.split()).strip().rstrip(".").strip("\"'` ")
 
 
-def _norm(text: str) -> str:
-    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
-
-
 def strict(item: Item, response: str) -> Score:
     text, early = precheck(response)
     if early:
@@ -145,19 +141,19 @@ def strict(item: Item, response: str) -> Score:
         if bare:
             letters.add(bare.group(1))
         if not letters:
-            options = {_norm(body): letter for letter, body in _OPTION_LINE.findall(item.fields["input"])}
-            if _norm(content) in options:
-                letters.add(options[_norm(content)])
+            options = {words(body): letter for letter, body in _OPTION_LINE.findall(item.fields["input"])}
+            if words(content) in options:
+                letters.add(options[words(content)])
         if len(letters) != 1:
             return invalid("no option letter" if not letters else f"ambiguous: {sorted(letters)}", content[:80])
         got = letters.pop()
         return verdict(f"({got})" == target, f"({got})", f"option ({got}), key {target}")
     if target.lower() in _VOCAB:
         pair = _VOCAB[target.lower()]
-        words = set(re.findall(rf"\b({'|'.join(pair)})\b", content.lower()))
-        if len(words) != 1:
+        said = set(re.findall(rf"\b({'|'.join(pair)})\b", content.lower()))
+        if len(said) != 1:
             return invalid(f"expected one of {pair}", content[:80])
-        got = words.pop()
+        got = said.pop()
         return verdict(got == target.lower(), got, f"{got} vs {target}")
     if re.fullmatch(r"-?\d+", target):
         numbers = _NUMBER.findall(content)
@@ -170,4 +166,4 @@ def strict(item: Item, response: str) -> Score:
     if item.fields.get("subtask") == "dyck_languages":
         same = content.replace(" ", "") == target.replace(" ", "")
         return verdict(same, content, "bracket sequence without spaces")
-    return verdict(_norm(content) == _norm(target), content, "normalised exact match")
+    return verdict(words(content) == words(target), content, "normalised exact match")

@@ -47,3 +47,8 @@ def ans_content(text: str) -> str | None:
     if not match:
         return None
     return re.sub(r"</?ANS>", " ", match.group(1), flags=re.IGNORECASE).strip()
+
+
+def words(text: str) -> str:
+    """Lower-case words of letters and digits, single-spaced: how strict mode compares an answer with a choice."""
+    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())

@@ -15,7 +15,7 @@ from collections import Counter
 from functools import lru_cache
 
 from bench.records import Item, Score
-from bench.scoring.common import ans_content, invalid, precheck, verdict
+from bench.scoring.common import ans_content, invalid, precheck, verdict, words
 
 _CLOSED = re.compile(r"<ANS>\s*(.*?)\s*</ANS>", re.DOTALL)
 _OPEN = re.compile(r"<ANS>\s*(.*)", re.DOTALL)
@@ -95,10 +95,6 @@ def paper(item: Item, response: str) -> Score:
                    scores=[round(s, 4) for s in scores])
 
 
-def _norm(text: str) -> str:
-    return " ".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
-
-
 def strict(item: Item, response: str) -> Score:
     text, early = precheck(response)
     if early:
@@ -106,7 +102,7 @@ def strict(item: Item, response: str) -> Score:
     content = ans_content(text)
     answer = content if content is not None else text.strip()
     choices = list(item.fields["mc1_targets"]["choices"])
-    hits = [c for c in choices if _norm(c) == _norm(answer)]
+    hits = [c for c in choices if words(c) == words(answer)]
     if len(hits) != 1:
         return invalid("not exactly one choice", answer[:80])
     return verdict(hits[0] == item.reference, hits[0], "exact choice (normalised)")
@@ -129,7 +125,7 @@ def lettered(item: Item, response: str) -> Score:
     if lead:
         letters.add(lead.group(1))
     if not letters:
-        letters = {string.ascii_uppercase[i] for i, c in enumerate(order) if _norm(c) == _norm(answer)}
+        letters = {string.ascii_uppercase[i] for i, c in enumerate(order) if words(c) == words(answer)}
     letters &= valid
     if len(letters) != 1:
         return invalid("no choice letter" if not letters else f"ambiguous: {sorted(letters)}", answer[:80])

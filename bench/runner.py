@@ -35,9 +35,6 @@ from bench.thermal import cool_down, temperature_c, throttled
 
 log = logging.getLogger(__name__)
 
-# Answers whose power trace is kept for the report's trace plot: the first of each (model, dataset) block.
-TRACE_FIRST_PER_BLOCK = True
-
 
 @dataclass(frozen=True)
 class Task:
@@ -243,7 +240,7 @@ def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idl
             if stop.stopped:
                 break
             tag = task.model.tag
-            keep_trace = block != (tag, task.item.dataset)
+            keep_trace = block != (tag, task.item.dataset)  # the first answer of each (model, dataset) block
             block = (tag, task.item.dataset)
             if tag != prepared and tag not in skipped_models:
                 cool = cool_down(spec.cooldown.max_temp_c, spec.cooldown.max_wait_s)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bench.meter import protocol as P
-from bench.meter.client import UnknownWindow, connect
+from bench.meter.client import UnknownWindow
 from bench.meter.local import spawn_daemon
 from meter_emulators import InaDevice
 

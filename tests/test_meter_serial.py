@@ -12,7 +12,7 @@ from bench.meter.drivers.base import DeviceGone
 from bench.meter.drivers.ina_serial import crc16
 from bench.meter.drivers.um import decode_frame
 from bench.meter.drivers.scpi import parse_reply
-from meter_emulators import InaDevice, ScpiDevice, UmDevice, sine_power, um_frame
+from meter_emulators import InaDevice, ScpiDevice, UmDevice, um_frame
 
 
 def collect(driver, seconds: float):

@@ -8,7 +8,7 @@ from bench.cli import cli
 
 _names = click.argument("names", nargs=-1, metavar="[DATASET]...")
 _dest = click.option("--dir", "directory", default=None, metavar="DIR",
-                     help="Cache directory (default: $BENCH_DATA_DIR or ~/.cache/bench/data).")
+                     help="Cache directory (default: $BENCH_DATA_DIR or ~/.cache/edge-llm-bench/data).")
 
 
 @cli.group("data")

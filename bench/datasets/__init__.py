@@ -61,7 +61,7 @@ def adapter(name: str) -> Adapter:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("BENCH_DATA_DIR") or Path.home() / ".cache" / "bench" / "data")
+    return Path(os.environ.get("BENCH_DATA_DIR") or Path.home() / ".cache" / "edge-llm-bench" / "data")
 
 
 def fixtures_dir(name: str) -> Path:

@@ -1,6 +1,7 @@
 """Facts the package ships: the model catalog (tags, digests, sizes) and the experiment specs.
 
-Read with importlib.resources so an installed wheel or the arm64 image finds them; never from ../shared.
+Read with importlib.resources so an installed wheel or the arm64 image finds them; the authors' own files are
+only for development scripts and conformance tests.
 """
 
 from __future__ import annotations

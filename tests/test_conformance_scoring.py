@@ -18,17 +18,9 @@ import pytest
 from bench.datasets import DataSource, adapter, load_items
 from bench.prompts import render
 from bench.scoring import score
+from paper_data import AUTHORS_FILES, PAPER_DATA, SITE
 
-PAPER_DATA = Path(__file__).resolve().parents[2] / "shared" / "paper-data"
-SITE = PAPER_DATA / "edge-llm-site-data.json"
 NAMES = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval")
-AUTHORS_FILES = {
-    "commonsenseqa": "CommonsenseQA/commonsenseqa_200_samples.jsonl",
-    "bigbenchhard": "BIG-Bench-Hard/collated_bbh_200_samples.jsonl",
-    "gsm8k": "GSM8K/gsm8k_200_samples.jsonl",
-    "truthfulqa": "TruthfulQA/truthfulQA_MC_200_samples.jsonl",
-    "humaneval": "HumanEval/HumanEval.jsonl",
-}
 # Answers where paper mode and the authors' `ok` flag differ, with the reason: (dataset, item_id, response) -> why.
 # Empty: all 1,686 agree. A new disagreement must be explained here before the test passes again.
 KNOWN_DISAGREEMENTS: dict[tuple[str, str, str], str] = {}

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from bench.datasets import DATASETS, DataSource, adapter, load_items
 from bench.prompts import HUMANEVAL_INSTRUCTION, INSTRUCTION, PROMPT_VERSION, render
+from paper_data import AUTHORS_FILES, PAPER_DATA
 
-PAPER_DATA = Path(__file__).resolve().parents[2] / "shared" / "paper-data"
-AUTHORS_FILES = {
-    "commonsenseqa": "CommonsenseQA/commonsenseqa_200_samples.jsonl",
-    "bigbenchhard": "BIG-Bench-Hard/collated_bbh_200_samples.jsonl",
-    "gsm8k": "GSM8K/gsm8k_200_samples.jsonl",
-    "truthfulqa": "TruthfulQA/truthfulQA_MC_200_samples.jsonl",
-    "humaneval": "HumanEval/HumanEval.jsonl",
-}
 FIXTURES = DataSource(kind="fixtures", selection="all")
 
 

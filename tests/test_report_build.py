@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ import pytest
 from bench.report import build_report, recompute_check
 from bench.report.synthetic import synthetic_frame, synthetic_trace
 from bench.report.traces import as_trace
+from paper_data import SITE
 
-SITE = Path(__file__).resolve().parents[2] / "shared" / "paper-data" / "edge-llm-site-data.json"
 FIGURES = {"pareto", "jpt_by_quant", "latency_by_dataset", "phase_costs", "power_trace"}
 
 

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 
 from bench.report import aggregate, compare, pareto
 from bench.report.authors import AUTHORS_TOLERANCE_ABS, FRAME_COLUMNS, load_authors_cells, load_authors_frame
 from bench.report.published import load_published
+from paper_data import SITE
 
-SITE = Path(__file__).resolve().parents[2] / "shared" / "paper-data" / "edge-llm-site-data.json"
 pytestmark = [
     pytest.mark.conformance,
     pytest.mark.skipif(not SITE.is_file(), reason=f"authors' data not present at {SITE} (../shared/paper-data)"),

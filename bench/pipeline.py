@@ -85,14 +85,19 @@ def report_run_info(facts: dict[str, Any]) -> dict[str, str]:
 
 
 def pipeline(spec: Spec, out_dir: Path, *, progress: bool = True, key_path: Path | None = None) -> PipelineOutcome:
-    from bench.provenance import seal
-
     outcome = run(spec, out_dir, progress=progress)
     if outcome.interrupted:
         return PipelineOutcome(outcome, [], out_dir / "report", False)
     scores = score_run(out_dir, spec.scoring_modes)
     report_dir = build_run_report(out_dir, spec.scoring_modes[0])
+    seal_run(out_dir, key_path)
+    return PipelineOutcome(outcome, scores, report_dir, True)
+
+
+def seal_run(out_dir: Path, key_path: Path | None = None):
+    """Sign a run folder: its facts from the DB into the manifest, the WAL folded first so one DB file is sealed."""
+    from bench.provenance import seal
+
     facts = run_facts(out_dir)
     results.finalize(out_dir / "results.db")
-    seal(out_dir, facts, key_path=key_path)
-    return PipelineOutcome(outcome, scores, report_dir, True)
+    return seal(out_dir, facts, key_path=key_path)

@@ -21,16 +21,14 @@ _KEY = click.option(
 @_KEY
 def sign(result_dir: Path, key_path: Path | None) -> None:
     """Write manifest.json, SHA256SUMS and SHA256SUMS.sig into RESULT_DIR (a run folder's facts come from its DB)."""
-    from bench.provenance import seal
-
-    facts = None  # not a run folder: re-sealing keeps the existing manifest's facts
     if (result_dir / "results.db").exists():
-        from bench import results
-        from bench.pipeline import run_facts
+        from bench.pipeline import seal_run
 
-        facts = run_facts(result_dir)
-        results.finalize(result_dir / "results.db")
-    done = seal(result_dir, facts, key_path)
+        done = seal_run(result_dir, key_path)
+    else:  # not a run folder: re-sealing keeps the existing manifest's facts
+        from bench.provenance import seal
+
+        done = seal(result_dir, None, key_path)
     click.echo(f"signed {done.result_dir}: {done.files} files, {done.identity} {done.fingerprint}")
 
 

@@ -1,8 +1,8 @@
 """Serial plumbing the serial drivers share: opening a port and reading it in chunks.
 
 pyserial's ``readline`` reads one byte per system call and tops out near 2,000 lines/s; reading whatever is
-waiting and splitting it ourselves handles 100k lines/s (environment notes, section 6). Between small reads the
-reader sleeps a few milliseconds so a 1 kHz stream costs tens of wake-ups per second, not thousands.
+waiting and splitting it ourselves handles 100k lines/s (environment notes, section 6). Between reads the reader
+sleeps while the stream fills the tty buffer, so a 1 kHz stream costs about ten wake-ups per second, not thousands.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ def open_port(url: str, baudrate: int, timeout_s: float) -> serial.Serial:
     return port
 
 
-# The Linux tty layer buffers about 4 KiB for a reader that is not reading; waking at half of that never loses data.
-TTY_HALF_BYTES = 2048
+# The Linux tty layer holds 4 KiB (N_TTY_BUF_SIZE) for a reader that is not reading; past that a USB CDC device is
+# throttled and a pty writer blocks. Waking when about 3 KiB have queued halves the wake-ups of waking at 2 KiB and
+# still leaves a quarter of the buffer as margin for jitter in the rate.
+TTY_BUFFER_BYTES = 4096
+TTY_TARGET_BYTES = 3072
 
 
 class SerialDriver(Driver):
@@ -48,7 +51,7 @@ class SerialDriver(Driver):
 
 
 class LineReader:
-    """Chunked line reader over an open port: ``read_lines()`` -> (complete lines, host ns when the chunk arrived).
+    """Chunked line reader over an open port: ``read_block()`` -> (complete lines, host ns when the chunk arrived).
 
     Raises ``DeviceGone`` after ``silence_s`` without a byte; pyserial raises SerialException (an OSError) when the
     device is unplugged. Lines longer than ``MAX_LINE_BYTES`` are dropped and counted as garbage.
@@ -64,17 +67,19 @@ class LineReader:
         self.overlong = 0
 
     def read_chunk(self) -> tuple[bytes, int]:
+        """One wake-up: sleep while the stream fills the buffer, then take everything queued in one read (or block
+        for the first byte of a stream that has gone quiet)."""
         if self._sleep_s > 0:
-            time.sleep(self._sleep_s)  # let a slow stream accumulate: fewer wake-ups, same data
+            time.sleep(self._sleep_s)
         waiting = self.port.in_waiting
-        data = self.port.read(waiting if waiting else 1)
+        data = self.port.read(waiting) if waiting else self.port.read(1)
         now = time.monotonic_ns()
+        if data and not waiting:  # we blocked for the first byte: take the rest that came with it
+            more = self.port.in_waiting
+            if more:
+                data += self.port.read(more)
+                now = time.monotonic_ns()
         if data:
-            if not waiting:  # we blocked for the first byte: take the rest that came with it
-                more = self.port.in_waiting
-                if more:
-                    data += self.port.read(more)
-                    now = time.monotonic_ns()
             self._sleep_s = self._next_sleep(len(data), now)
             self._last_byte_ns = now
         else:
@@ -84,25 +89,27 @@ class LineReader:
         return data, now
 
     def _next_sleep(self, n_bytes: int, now_ns: int) -> float:
-        """Sleep until about half the tty buffer has filled at the observed byte rate, at most ``batch_s``; a read
-        that already filled half of it means the link is busy: read again at once, so nothing backs up."""
-        if n_bytes >= TTY_HALF_BYTES or self.batch_s <= 0:
+        """Sleep until about ``TTY_TARGET_BYTES`` have queued at the observed byte rate, at most ``batch_s``; a
+        read that came back (nearly) full means the link outruns us: read again at once, so nothing backs up."""
+        if n_bytes >= TTY_BUFFER_BYTES - 256 or self.batch_s <= 0:
             return 0.0
         elapsed_s = max((now_ns - self._last_byte_ns) / 1e9, 1e-4)
         rate = n_bytes / elapsed_s
-        return min(self.batch_s, TTY_HALF_BYTES / rate if rate > 0 else self.batch_s)
+        return min(self.batch_s, TTY_TARGET_BYTES / rate)
 
-    def read_lines(self) -> tuple[list[bytes], int]:
+    def read_block(self) -> tuple[bytes, int]:
+        """Complete lines read in this wake-up, as one ``\n``-terminated block (empty if none), and the host ns
+        the chunk arrived. Parsing a block at once lets a driver match every line with one regex call."""
         data, now = self.read_chunk()
         if not data:
-            return [], now
+            return b"", now
         buf = self._tail + data
-        lines = buf.split(b"\n")
-        self._tail = lines.pop()
+        cut = buf.rfind(b"\n") + 1
+        self._tail = buf[cut:]
         if len(self._tail) > MAX_LINE_BYTES:
             self._tail = b""
             self.overlong += 1
-        return lines, now
+        return buf[:cut], now
 
     def reset(self) -> None:
         self._tail = b""

@@ -62,7 +62,7 @@ def test_energy_waits_for_samples_past_the_window_then_reports_honestly(sock_pat
 
 def test_stream_and_log_files_with_their_sha256(sock_path, tmp_path):
     log_dir = tmp_path / "log"
-    with spawn_daemon("sim", {"watts": 3, "rate_hz": 500}, sock_path, log_dir=str(log_dir)) as d:
+    with spawn_daemon("sim", {"watts": 3, "rate_hz": 500, "batch_s": 0.05}, sock_path, log_dir=str(log_dir)) as d:
         with d.connect() as c:
             got = sum(len(t) for t, _ in c.stream(max_s=0.3))
             assert 100 < got < 300

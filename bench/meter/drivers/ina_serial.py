@@ -60,7 +60,8 @@ class InaSerialDriver(SerialDriver):
         "i_gain": Option(float, 1.0, "calibration: current multiplier"),
         "i_offset_ua": Option(float, 0.0, "calibration: current offset subtracted before the gain (uA)"),
         "silence_s": Option(float, 2.0, "no byte for this long means the device is gone"),
-        "batch_s": Option(float, 0.25, "sleep between small reads (fewer wake-ups, less CPU)"),
+        "batch_s": Option(float, 0.5, "longest sleep between reads (fewer wake-ups, less CPU); an energy query "
+                                      "waits up to this long for the samples covering its end"),
         "header_timeout_s": Option(float, 1.0, "how long open() waits for the header"),
     }
 

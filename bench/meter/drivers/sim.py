@@ -70,7 +70,8 @@ class SimDriver(Driver):
         "duty": Option(float, 0.5, "square: fraction of the period at load_w"),
         "schedule": Option(str, "", "schedule mode: duration_s:watts steps, comma-separated"),
         "repeat": Option(bool, False, "schedule mode: loop the schedule (else hold the last step)"),
-        "batch_s": Option(float, 0.25, "how often samples are handed to the daemon (fewer wake-ups, less CPU)"),
+        "batch_s": Option(float, 0.5, "how often samples are handed to the daemon (fewer wake-ups, less CPU); an "
+                                      "energy query waits up to this long for the samples covering its end"),
     }
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:

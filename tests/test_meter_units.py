@@ -252,3 +252,60 @@ def test_joulescope_driver_says_how_to_install():
     assert not ok and "pip install joulescope" in why
     with pytest.raises(MeterError, match="pip install joulescope"):
         create("joulescope", {}).open()
+
+
+class FakeJoulescope:
+    """The slice of the vendor's v1 API the driver uses (scan, open, parameter_set, statistics callbacks), shaped
+    like joulescope 1.5: statistics dicts carry ``signals.<name>.µ.value``. No device is attached here."""
+
+    def __init__(self) -> None:
+        self.callbacks: list = []
+        self.params: dict[str, str] = {}
+        self.opened = self.closed = False
+
+    def __str__(self) -> str:
+        return "Joulescope:JS220:004321"
+
+    def scan(self, config: str | None = None) -> list:
+        return [self]
+
+    def open(self) -> None:
+        self.opened = True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def parameter_set(self, name: str, value: str) -> None:
+        self.params[name] = value
+
+    def statistics_callback_register(self, cbk, source=None) -> None:  # noqa: ANN001
+        self.callbacks.append(cbk)
+
+    def statistics_callback_unregister(self, cbk, source=None) -> None:  # noqa: ANN001
+        self.callbacks.remove(cbk)
+
+    def emit(self, watts: float) -> None:
+        for cbk in self.callbacks:
+            cbk({"signals": {"power": {"avg": {"value": watts, "units": "W"}, "µ": {"value": watts, "units": "W"}}}})
+
+
+def test_joulescope_driver_stamps_statistics_at_interval_midpoints(monkeypatch):
+    fake = FakeJoulescope()
+    monkeypatch.setitem(__import__("sys").modules, "joulescope", fake)
+    drv = create("joulescope", {"reduction_hz": "20", "silence_s": "0.3"})
+    drv.open()
+    assert fake.opened and fake.params == {"reduction_frequency": "20 Hz"} and drv.device_id() == "joulescope-004321"
+    before = time.monotonic_ns()
+    for w in (4.0, 4.5, 5.0):
+        fake.emit(w)
+    fake.callbacks[0]({"signals": {}})  # a statistics record without power: counted, not fatal
+    after = time.monotonic_ns()
+    batch = drv.read()
+    assert batch.power_w.tolist() == [4.0, 4.5, 5.0] and drv.garbage == 1
+    half_interval = 25_000_000  # 20 Hz: each mean covers 50 ms, stamped at its middle
+    assert before - half_interval <= batch.t_ns[0] and batch.t_ns[-1] <= after - half_interval
+    time.sleep(0.35)
+    with pytest.raises(MeterError, match="no statistics for 0.3 s"):
+        drv.read()
+    drv.close()
+    assert fake.closed and not fake.callbacks

@@ -30,8 +30,8 @@ def open_port(url: str, baudrate: int, timeout_s: float) -> serial.Serial:
 
 
 # The Linux tty layer holds 4 KiB (N_TTY_BUF_SIZE) for a reader that is not reading; past that a USB CDC device is
-# throttled and a pty writer blocks. Waking when about 3 KiB have queued halves the wake-ups of waking at 2 KiB and
-# still leaves a quarter of the buffer as margin for jitter in the rate.
+# throttled and a pty writer blocks. Waking when about 3 KiB have queued takes a third fewer wake-ups than waking at
+# 2 KiB and still leaves a quarter of the buffer as margin for jitter in the rate.
 TTY_BUFFER_BYTES = 4096
 TTY_TARGET_BYTES = 3072
 
@@ -98,7 +98,7 @@ class LineReader:
         return min(self.batch_s, TTY_TARGET_BYTES / rate)
 
     def read_block(self) -> tuple[bytes, int]:
-        """Complete lines read in this wake-up, as one ``\n``-terminated block (empty if none), and the host ns
+        """Complete lines read in this wake-up, as one ``\\n``-terminated block (empty if none), and the host ns
         the chunk arrived. Parsing a block at once lets a driver match every line with one regex call."""
         data, now = self.read_chunk()
         if not data:

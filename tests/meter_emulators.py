@@ -137,7 +137,7 @@ class InaDevice(PtyDevice):
         if b"?" in cmds:
             self.write(self.header())
         now = time.monotonic_ns()
-        due = int((now - self.t0_ns) / 1e9 * self.rate_hz)
+        due = int((now - self.t0_ns) / 1e9 * self.rate_hz) + 1  # every sample taken by now, the newest included
         out = []
         while self.k < due:
             t_host_ns = self.t0_ns + int(self.k * 1e9 / self.rate_hz)

@@ -63,7 +63,7 @@ class ClockMap:
     An error beyond ``step_ns`` (a stall, a glitch) is stepped at once.
     """
 
-    def __init__(self, window: int = 512, bucket_s: float = 0.25, min_span_s: float = 1.0, max_slew: float = 0.005,
+    def __init__(self, window: int = 512, bucket_s: float = 0.25, min_span_s: float = 5.0, max_slew: float = 0.02,
                  step_ns: float = 50e6, offset_buckets: int = 32) -> None:
         self.window = window
         self.bucket_ns = bucket_s * 1e9

@@ -34,6 +34,9 @@ def open_port(url: str, baudrate: int, timeout_s: float) -> serial.Serial:
 # 2 KiB and still leaves a quarter of the buffer as margin for jitter in the rate.
 TTY_BUFFER_BYTES = 4096
 TTY_TARGET_BYTES = 3072
+# Every PROBE_EVERY-th read follows the previous one at once, so it blocks until the device's next bytes and stamps
+# them as they arrive: a chunk with almost no queueing delay, the kind of clock anchor a device-clock map needs.
+PROBE_EVERY = 8
 
 
 class SerialDriver(Driver):
@@ -64,6 +67,7 @@ class LineReader:
         self._tail = b""
         self._last_byte_ns = time.monotonic_ns()
         self._sleep_s = 0.0  # how long to let the next chunk accumulate
+        self._reads = 0
         self.overlong = 0
 
     def read_chunk(self) -> tuple[bytes, int]:
@@ -90,8 +94,10 @@ class LineReader:
 
     def _next_sleep(self, n_bytes: int, now_ns: int) -> float:
         """Sleep until about ``TTY_TARGET_BYTES`` have queued at the observed byte rate, at most ``batch_s``; a
-        read that came back (nearly) full means the link outruns us: read again at once, so nothing backs up."""
-        if n_bytes >= TTY_BUFFER_BYTES - 256 or self.batch_s <= 0:
+        read that came back (nearly) full means the link outruns us: read again at once, so nothing backs up. Every
+        ``PROBE_EVERY``-th read is a probe: no sleep."""
+        self._reads += 1
+        if n_bytes >= TTY_BUFFER_BYTES - 256 or self.batch_s <= 0 or self._reads % PROBE_EVERY == 0:
             return 0.0
         elapsed_s = max((now_ns - self._last_byte_ns) / 1e9, 1e-4)
         rate = n_bytes / elapsed_s

@@ -37,6 +37,7 @@ TTY_TARGET_BYTES = 3072
 # Every PROBE_EVERY-th read follows the previous one at once, so it blocks until the device's next bytes and stamps
 # them as they arrive: a chunk with almost no queueing delay, the kind of clock anchor a device-clock map needs.
 PROBE_EVERY = 8
+RATE_SPAN_S = 0.02
 
 
 class SerialDriver(Driver):
@@ -68,6 +69,7 @@ class LineReader:
         self._last_byte_ns = time.monotonic_ns()
         self._sleep_s = 0.0  # how long to let the next chunk accumulate
         self._reads = 0
+        self._rate = 0.0  # bytes/s, learnt from the reads
         self.overlong = 0
 
     def read_chunk(self) -> tuple[bytes, int]:
@@ -93,15 +95,18 @@ class LineReader:
         return data, now
 
     def _next_sleep(self, n_bytes: int, now_ns: int) -> float:
-        """Sleep until about ``TTY_TARGET_BYTES`` have queued at the observed byte rate, at most ``batch_s``; a
-        read that came back (nearly) full means the link outruns us: read again at once, so nothing backs up. Every
-        ``PROBE_EVERY``-th read is a probe: no sleep."""
+        """Sleep until about ``TTY_TARGET_BYTES`` have queued at the stream's byte rate, at most ``batch_s``; a read
+        that came back (nearly) full means the link outruns us: read again at once, so nothing backs up. Every
+        ``PROBE_EVERY``-th read is a probe: no sleep. The rate is learnt only from reads at least
+        ``RATE_SPAN_S`` apart: a probe or a burst says little about it, and a wrong guess would cascade into
+        short sleeps."""
+        elapsed_s = (now_ns - self._last_byte_ns) / 1e9
+        if elapsed_s >= RATE_SPAN_S:
+            self._rate = n_bytes / elapsed_s
         self._reads += 1
         if n_bytes >= TTY_BUFFER_BYTES - 256 or self.batch_s <= 0 or self._reads % PROBE_EVERY == 0:
             return 0.0
-        elapsed_s = max((now_ns - self._last_byte_ns) / 1e9, 1e-4)
-        rate = n_bytes / elapsed_s
-        return min(self.batch_s, TTY_TARGET_BYTES / rate)
+        return min(self.batch_s, TTY_TARGET_BYTES / self._rate) if self._rate else RATE_SPAN_S
 
     def read_block(self) -> tuple[bytes, int]:
         """Complete lines read in this wake-up, as one ``\\n``-terminated block (empty if none), and the host ns

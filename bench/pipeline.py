@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__, results
+from bench.identity import RunIdentity
 from bench.runner import RunOutcome, run
 from bench.score_run import ScoreSummary, score_run
 from bench.spec import Spec, parse_spec
@@ -38,6 +39,7 @@ def run_facts(out_dir: Path) -> dict[str, Any]:
         events = [dict(r) for r in db.execute("SELECT t_utc, kind, detail FROM run_events ORDER BY id")]
         return {
             "run_id": run_row.run_id,
+            "identity": results.run_identity(db),
             "spec": {"name": run_row.spec_name, "sha256": run_row.spec_sha256, "toml": run_row.spec_toml},
             "toolkit_version": __version__,
             "results_schema_version": results.schema_version(db),
@@ -81,7 +83,17 @@ def report_run_info(facts: dict[str, Any]) -> dict[str, str]:
                           f"{idle.get('n_samples', 0)} samples, {idle.get('source', '?')})"),
         "meter": f"{meter.get('driver', '?')} {meter.get('device_id', '')} ({meter.get('nominal_rate_hz', '?')} Hz)",
         "answers": ", ".join(f"{k} {v}" for k, v in facts["answers_by_status"].items()),
+        "versions": identity_line(facts["identity"]),
     }
+
+
+def identity_line(identity: RunIdentity | None) -> str:
+    """Prompt, task and scorer versions the stored numbers were made with, in one line."""
+    if identity is None:
+        return "not recorded (the run predates the identity snapshot)"
+    tasks = ", ".join(f"{d.name} {d.task_version}" for d in identity.datasets)
+    scoring = ", ".join(f"{m} {v}" for m, v in identity.scoring.items()) or "not scored"
+    return f"prompts {identity.prompt_version}; tasks {tasks}; scorers {scoring}"
 
 
 def pipeline(spec: Spec, out_dir: Path, *, progress: bool = True, key_path: Path | None = None) -> PipelineOutcome:

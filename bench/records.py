@@ -98,3 +98,4 @@ class Score:
     extracted: str | None
     reason: str
     details: Mapping[str, Any] = field(default_factory=dict)
+

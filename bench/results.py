@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterator
 
 from bench import __version__
 from bench.errors import ResultsError
+from bench.catalog import ModelEntry
+from bench.identity import DatasetIdentity, RunIdentity
 from bench.records import Completion, EnergyReading, IdleBaseline, Score
 
 log = logging.getLogger(__name__)
@@ -132,6 +134,54 @@ def m001_initial(db: sqlite3.Connection) -> None:
         CREATE TABLE traces (
             answer_id INTEGER PRIMARY KEY REFERENCES answers(id),
             samples_json TEXT NOT NULL
+        ) STRICT;
+        """
+    )
+
+
+@migration
+def m002_run_identity(db: sqlite3.Connection) -> None:
+    """What a run's numbers mean, snapshotted at run time: models (catalog facts), datasets (task version, exact
+    items), prompt version; and the scorer version behind each mode's stored scores."""
+    _run_ddl(
+        db,
+        """
+        CREATE TABLE run_identity (
+            run_id TEXT PRIMARY KEY REFERENCES runs(run_id),
+            prompt_version TEXT NOT NULL,
+            recorded_utc TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE run_models (
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            model TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            base TEXT NOT NULL,
+            family TEXT NOT NULL,
+            parameter_size TEXT NOT NULL,
+            quant TEXT NOT NULL,
+            precision_group TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            in_paper INTEGER NOT NULL,
+            gguf_package TEXT,
+            gguf_file TEXT,
+            PRIMARY KEY (run_id, model)
+        ) STRICT;
+        CREATE TABLE run_datasets (
+            run_id TEXT NOT NULL REFERENCES runs(run_id),
+            dataset TEXT NOT NULL,
+            task_version TEXT NOT NULL,
+            source TEXT NOT NULL,
+            selection TEXT NOT NULL,
+            item_limit INTEGER,
+            item_ids_json TEXT NOT NULL,
+            items_sha256 TEXT NOT NULL,
+            PRIMARY KEY (run_id, dataset)
+        ) STRICT;
+        CREATE TABLE score_versions (
+            mode TEXT PRIMARY KEY,
+            scoring_version TEXT NOT NULL,
+            scored_utc TEXT NOT NULL
         ) STRICT;
         """
     )
@@ -260,6 +310,69 @@ def record_model(db: sqlite3.Connection, run_id: str, model: str, facts: dict[st
                    (run_id, model, digest, json.dumps(facts, sort_keys=True, default=str), utc_now()))
 
 
+def _table_exists(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def record_identity(db: sqlite3.Connection, run_id: str, identity: RunIdentity) -> None:
+    """Store the run's identity once. A resumed run must ask the same prompts and items, so a different prompt
+    version or item set is refused; model facts keep their first snapshot (a catalog edit is logged, not used)."""
+    stored = run_identity(db)
+    if stored is not None:
+        if stored.prompt_version != identity.prompt_version:
+            raise ResultsError(f"this run was asked with prompt version {stored.prompt_version}, this toolkit renders "
+                               f"{identity.prompt_version}; finish it with the toolkit that started it or use another --out")
+        before = {d.name: d for d in stored.datasets}
+        for d in identity.datasets:
+            old = before.get(d.name)
+            if old is not None and (old.items_sha256, old.task_version) != (d.items_sha256, d.task_version):
+                raise ResultsError(f"dataset {d.name}: items or task version changed since this run started "
+                                   f"(task {old.task_version} -> {d.task_version}); a run must not mix item sets")
+        first = {m.tag: m for m in stored.models}
+        changed = sorted(m.tag for m in identity.models if first.get(m.tag, m) != m)
+        if changed:
+            log.warning("catalog facts changed since this run started for %s; the run keeps its snapshot",
+                        ", ".join(changed))
+    known = {m.tag for m in stored.models} if stored else set()
+    with transaction(db):
+        if stored is None:
+            db.execute("INSERT INTO run_identity VALUES (?, ?, ?)", (run_id, identity.prompt_version, utc_now()))
+            db.executemany("INSERT INTO run_datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+                (run_id, d.name, d.task_version, d.source, d.selection, d.limit, json.dumps(list(d.item_ids)),
+                 d.items_sha256) for d in identity.datasets])
+        db.executemany("INSERT INTO run_models VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            (run_id, m.tag, m.backend, m.base, m.family, m.parameter_size, m.quant, m.precision_group, m.size_bytes,
+             m.digest, int(m.in_paper), m.gguf_package, m.gguf_file) for m in identity.models if m.tag not in known])
+
+
+def run_identity(db: sqlite3.Connection) -> RunIdentity | None:
+    """The stored identity (None for a run written before it was recorded), with each scored mode's version."""
+    if not _table_exists(db, "run_identity"):
+        return None
+    row = db.execute("SELECT prompt_version FROM run_identity").fetchone()
+    if row is None:
+        return None
+    models = tuple(ModelEntry(tag=r["model"], backend=r["backend"], base=r["base"], family=r["family"],
+                              parameter_size=r["parameter_size"], quant=r["quant"], size_bytes=r["size_bytes"],
+                              digest=r["digest"], in_paper=bool(r["in_paper"]), gguf_package=r["gguf_package"],
+                              gguf_file=r["gguf_file"])
+                   for r in db.execute("SELECT * FROM run_models ORDER BY rowid"))
+    datasets = tuple(DatasetIdentity(name=r["dataset"], task_version=r["task_version"], source=r["source"],
+                                     selection=r["selection"], limit=r["item_limit"],
+                                     item_ids=tuple(json.loads(r["item_ids_json"])), items_sha256=r["items_sha256"])
+                     for r in db.execute("SELECT * FROM run_datasets ORDER BY rowid"))
+    scoring = {r["mode"]: r["scoring_version"] for r in db.execute("SELECT * FROM score_versions ORDER BY mode")}
+    return RunIdentity(prompt_version=row["prompt_version"], models=models, datasets=datasets, scoring=scoring)
+
+
+def scoring_version(db: sqlite3.Connection, mode: str) -> str | None:
+    """The scorer version behind the stored scores of ``mode`` (None if unscored or not recorded)."""
+    if not _table_exists(db, "score_versions"):
+        return None
+    row = db.execute("SELECT scoring_version FROM score_versions WHERE mode = ?", (mode,)).fetchone()
+    return row[0] if row else None
+
+
 def record_idle(db: sqlite3.Connection, run_id: str, idle: IdleBaseline) -> None:
     with transaction(db):
         db.execute("INSERT INTO idle_baselines (run_id, source, start_ns, end_ns, mean_w, sd_w, n_samples, measured_utc) "
@@ -347,10 +460,12 @@ def answers_to_score(db: sqlite3.Connection, mode: str, *, rescore: bool = False
     return db.execute(sql, () if rescore else (mode,)).fetchall()
 
 
-def record_scores(db: sqlite3.Connection, mode: str, scored: list[tuple[int, Score]]) -> None:
-    """Store one batch of scores for a mode, replacing earlier scores of the same answers in that mode."""
+def record_scores(db: sqlite3.Connection, mode: str, scored: list[tuple[int, Score]], version: str) -> None:
+    """Store one batch of scores for a mode, replacing earlier scores of the same answers in that mode; ``version``
+    is the scorer's, recorded per mode (a mode's stored scores all come from one version)."""
     now = utc_now()
     with transaction(db):
+        db.execute("INSERT OR REPLACE INTO score_versions VALUES (?, ?, ?)", (mode, version, now))
         db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
                        [(answer_id, mode, int(s.correct), s.extracted, s.reason,
                          json.dumps(dict(s.details), sort_keys=True, default=str), now) for answer_id, s in scored])
@@ -370,7 +485,7 @@ def traces(db: sqlite3.Connection, limit: int = 1) -> list[dict[str, Any]]:
 
 
 FRAME_SQL = """
-SELECT r.run_id, a.model, a.dataset, a.item_id, a.status, a.reason,
+SELECT r.run_id, a.model, {identity}, a.dataset, a.item_id, a.status, a.reason,
        s.correct AS correct, ? AS score_mode,
        w.energy_j, w.energy_raw_j, a.idle_w, w.mean_w, w.coverage, w.n_samples,
        p.energy_j AS prefill_energy_j, p.energy_raw_j AS prefill_energy_raw_j, p.coverage AS prefill_coverage,
@@ -386,28 +501,34 @@ SELECT r.run_id, a.model, a.dataset, a.item_id, a.status, a.reason,
        a.t_send_ns, a.t_last_token_ns AS t_last_ns
 FROM answers a
 JOIN runs r ON r.run_id = a.run_id
+{identity_join}
 LEFT JOIN scores s ON s.answer_id = a.id AND s.mode = ?
 LEFT JOIN energy_windows w ON w.answer_id = a.id AND w.phase = 'answer'
 LEFT JOIN energy_windows p ON p.answer_id = a.id AND p.phase = 'prefill'
 LEFT JOIN energy_windows d ON d.answer_id = a.id AND d.phase = 'decode'
 ORDER BY a.id
 """
+IDENTITY_COLUMNS = ("base", "quant", "precision_group", "family", "parameter_size", "size_bytes")
+"""The model facts the frame takes from the run's own snapshot (``run_models``), never from today's catalog."""
+
+
+def _frame_sql(db: sqlite3.Connection) -> str:
+    if _table_exists(db, "run_models"):
+        return FRAME_SQL.format(identity=", ".join(f"m.{c}" for c in IDENTITY_COLUMNS),
+                                identity_join="LEFT JOIN run_models m ON m.run_id = a.run_id AND m.model = a.model")
+    log.warning("results DB predates the run-identity snapshot: models are identified by tag only")
+    return FRAME_SQL.format(identity=", ".join(f"NULL AS {c}" for c in IDENTITY_COLUMNS), identity_join="")
 
 
 def answers_frame(db_path: Path | str, mode: str = "paper"):
-    """One row per answer with the columns listed in docs/internals.md (the report's input)."""
+    """One row per answer with the columns listed in docs/internals.md (the report's input); model facts come from
+    the run's identity snapshot, so the frame of a stored run does not change when the catalog does."""
     import pandas as pd
-
-    from bench.catalog import models
 
     db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        frame = pd.read_sql_query(FRAME_SQL, db, params=(mode, mode))
+        frame = pd.read_sql_query(_frame_sql(db), db, params=(mode, mode))
     finally:
         db.close()
-    catalog = models()
-    frame.insert(2, "base", [catalog[m].base if m in catalog else m for m in frame["model"]])
-    frame.insert(3, "quant", [catalog[m].quant if m in catalog else "" for m in frame["model"]])
-    frame.insert(4, "precision_group", [catalog[m].precision_group if m in catalog else "" for m in frame["model"]])
     frame["correct"] = frame["correct"].astype("float64")
     return frame

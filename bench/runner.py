@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench import results
+from bench import identity, results
 from bench.backends import get_backend
 from bench.backends.base import AnswerFailed, AnswerTimeout, Backend, ModelSkipped
 from bench.catalog import ModelEntry
@@ -87,6 +87,14 @@ def load_tasks(spec: Spec) -> list[Task]:
     else:
         pairs = [(m, ds.name) for m in models for ds in spec.datasets]
     return [Task(m, item, prompt) for m, ds in pairs for item, prompt in items_by_ds[ds]]
+
+
+def items_of(spec: Spec, tasks: list[Task]) -> dict[str, list[Item]]:
+    """Each dataset's items in asking order (every model asks the same ones)."""
+    out: dict[str, dict[str, Item]] = {ds.name: {} for ds in spec.datasets}
+    for t in tasks:
+        out[t.item.dataset].setdefault(t.item.item_id, t.item)
+    return {name: list(items.values()) for name, items in out.items()}
 
 
 @contextlib.contextmanager
@@ -206,6 +214,7 @@ def run(spec: Spec, out_dir: Path, *, progress: bool = True, backend: Backend | 
     db = results.connect(out_dir / "results.db")
     try:
         run_row, resumed = results.open_run(db, spec.name, spec.sha256, spec.source_text)
+        results.record_identity(db, run_row.run_id, identity.snapshot(spec, items_of(spec, tasks)))
         write_spec_copy(spec, out_dir)
         done = results.done_keys(db, run_row.run_id)
         pending = [t for t in tasks if (t.model.tag, t.item.dataset, t.item.item_id) not in done]

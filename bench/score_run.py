@@ -9,7 +9,7 @@ from pathlib import Path
 from bench import results
 from bench.errors import ResultsError
 from bench.records import Item
-from bench.scoring import MODES, score
+from bench.scoring import MODES, SCORING_VERSION, score
 from bench.spec import parse_spec
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,17 @@ def score_run(out_dir: Path, modes: tuple[str, ...] = MODES, *, rescore: bool = 
         items = stored_items(db)
         summaries = []
         for mode in modes:
-            rows = results.answers_to_score(db, mode, rescore=rescore)
+            stored_version = results.scoring_version(db, mode)
+            stale = stored_version not in (None, SCORING_VERSION)
+            if stale:
+                log.warning("%s scores came from scorer version %s; re-scoring all with %s", mode, stored_version,
+                            SCORING_VERSION)
+            rows = results.answers_to_score(db, mode, rescore=rescore or stale)
             log.info("scoring %d answers in %s mode", len(rows), mode)
             for start in range(0, len(rows), batch):
                 chunk = rows[start:start + batch]
                 results.record_scores(db, mode, [(r["id"], score(items[(r["dataset"], r["item_id"])], r["response"] or "",
-                                                                  mode)) for r in chunk])
+                                                                  mode)) for r in chunk], SCORING_VERSION)
             by_ds = {r[0]: (r[1], r[2]) for r in db.execute(
                 "SELECT a.dataset, sum(s.correct), count(*) FROM scores s JOIN answers a ON a.id = s.answer_id "
                 "WHERE s.mode = ? GROUP BY a.dataset ORDER BY a.dataset", (mode,))}

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from bench.report import aggregate, pareto, phases, roofline, stats
+from bench.catalog import precision_group
 from bench.report.authors import FRAME_COLUMNS
 
 
@@ -24,7 +25,7 @@ def frame_of(rows: list[dict]) -> pd.DataFrame:
 
 
 def ans(model="m1", base="b1", quant="q8_0", dataset="gsm8k", **kw) -> dict:
-    row = {"model": model, "base": base, "quant": quant, "precision_group": aggregate.precision_group(quant),
+    row = {"model": model, "base": base, "quant": quant, "precision_group": precision_group(quant),
            "dataset": dataset, "status": "ok"}
     row.update(kw)
     return row
@@ -155,25 +156,30 @@ def test_fronts_per_dataset_and_all():
     assert f["all"] == ["y"]  # x: acc 0.5 at 55 J; y: acc 0.5 at 5 J
 
 
-def test_roofline_uses_catalog_bytes():
-    from bench.catalog import paper_models
-
-    m = paper_models()[0]
-    summary = pd.DataFrame([{"model": m.tag, "base": m.base, "quant": m.quant, "tokens_per_s": 2.0},
-                            {"model": "not-in-catalog", "base": "z", "quant": "q", "tokens_per_s": 1.0}])
+def test_roofline_uses_the_runs_model_bytes():
+    summary = pd.DataFrame([{"model": "a", "base": "a", "quant": "q4_0", "size_bytes": 5e8, "tokens_per_s": 2.0},
+                            {"model": "b", "base": "z", "quant": "q", "size_bytes": np.nan, "tokens_per_s": 1.0}])
     r = roofline.roofline(summary, 4.0)
-    assert r.loc[0, "max_tokens_per_s"] == pytest.approx(4e9 / m.size_bytes)
-    assert r.loc[0, "pct_of_limit"] == pytest.approx(100 * 2.0 * m.size_bytes / 4e9)
+    assert r.loc[0, "max_tokens_per_s"] == pytest.approx(8.0)
+    assert r.loc[0, "pct_of_limit"] == pytest.approx(25.0)
     assert math.isnan(r.loc[1, "pct_of_limit"])
 
 
-def test_identity_filled_from_catalog_when_missing():
+def test_cells_carry_the_frames_model_bytes_to_the_summary():
+    f = frame_of([{"model": "a", "base": "a", "quant": "q4_0", "size_bytes": 5e8, "dataset": d, "energy_j": 1.0}
+                  for d in ("gsm8k", "truthfulqa")])
+    assert aggregate.model_summary(aggregate.cells(f)).loc[0, "size_bytes"] == 5e8
+
+
+def test_missing_identity_is_the_tag_never_the_catalog():
+    """A frame without model facts (a run stored before the identity snapshot) is grouped by tag: the catalog,
+    which may have changed since, is not consulted."""
     from bench.catalog import paper_models
 
     m = paper_models()[3]
     f = frame_of([{"model": m.tag, "dataset": "gsm8k", "energy_j": 1.0, "base": "", "quant": ""}])
     c = aggregate.cells(f).iloc[0]
-    assert (c["base"], c["quant"], c["precision_group"]) == (m.base, m.quant, m.precision_group)
+    assert (c["base"], c["quant"], c["precision_group"]) == (m.tag, "unknown", "unknown")
 
 
 def test_missing_identity_columns_or_no_answers_are_typed_errors(tmp_path):

@@ -39,6 +39,11 @@ def run_dir(tmp_path):
 
     spec = load_spec("smoke")  # any valid spec: the report header shows its name and hash
     run, _ = results.open_run(db, spec.name, spec.sha256, spec.source_text)
+    from bench.catalog import model
+    from bench.identity import RunIdentity
+
+    tags = ("qwen2.5:0.5b-instruct-q8_0", "qwen2.5:0.5b-instruct-q4_K_M")
+    results.record_identity(db, run.run_id, RunIdentity("p1", tuple(model(t) for t in tags), ()))
     ids, t0 = [], 10 * S
     for model in ("qwen2.5:0.5b-instruct-q8_0", "qwen2.5:0.5b-instruct-q4_K_M"):
         for dataset in ("gsm8k", "truthfulqa"):
@@ -49,7 +54,7 @@ def run_dir(tmp_path):
                                                    dataset="gsm8k", item_id="9", item_sha256="0" * 64,
                                                    prompt_sha256="1" * 64, status="timeout", reason="1200 s"))
     results.record_scores(db, "paper", [(a, Score(correct=k % 3 == 0, extracted="A", reason="")) for k, a in
-                                        enumerate(ids)])
+                                        enumerate(ids)], "1")
     db.close()
     return tmp_path
 

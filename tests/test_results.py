@@ -96,18 +96,24 @@ def test_idle_clip_at_zero():
 
 
 def test_scores_replace_per_mode_and_frame(tmp_path, db):
+    from bench.catalog import model
+    from bench.identity import RunIdentity
+
     run, _ = results.open_run(db, "demo", "1" * 64, "toml")
+    entry = model("qwen2.5:0.5b-instruct-q4_0")
+    results.record_identity(db, run.run_id, RunIdentity("p1", (entry,), ()))
     a = results.record_answer(db, record(run.run_id, "q1"))
     results.record_answer(db, record(run.run_id, "q2", status="error"))
     assert [r["id"] for r in results.answers_to_score(db, "paper")] == [a]  # only answers with a response
-    results.record_scores(db, "paper", [(a, Score(False, "A", "wrong letter"))])
+    results.record_scores(db, "paper", [(a, Score(False, "A", "wrong letter"))], "1")
     assert results.answers_to_score(db, "paper") == []
-    results.record_scores(db, "paper", [(a, Score(True, "B", "match"))])
-    results.record_scores(db, "strict", [(a, Score(False, None, "invalid"))])
+    results.record_scores(db, "paper", [(a, Score(True, "B", "match"))], "1")
+    results.record_scores(db, "strict", [(a, Score(False, None, "invalid"))], "1")
     frame = results.answers_frame(tmp_path / "results.db", "paper")
     assert list(frame["status"]) == ["ok", "error"]
     row = frame.iloc[0]
     assert row["correct"] == 1.0 and row["base"] == "qwen2.5_0.5b" and row["precision_group"] == "q4"
+    assert row["size_bytes"] == entry.size_bytes and row["family"] == entry.family
     assert row["energy_j"] == pytest.approx(6.45) and row["prefill_energy_raw_j"] == pytest.approx(12.0)
     assert row["ttft_s"] == pytest.approx(2.0) and row["decode_s"] == pytest.approx(1.0)
     assert row["total_s"] == pytest.approx(3.0) and row["eval_count"] == 5

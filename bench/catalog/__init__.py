@@ -38,12 +38,17 @@ class ModelEntry:
 
     @property
     def precision_group(self) -> str:
-        """The paper's grouping: fp16, q8_0, q4 (q4_0, q4_1, q4_K_M, q4_K_S) or q3 (q3_K_S, q3_K_M, q3_K_L)."""
-        if self.quant.startswith("q4"):
-            return "q4"
-        if self.quant.startswith("q3"):
-            return "q3"
-        return self.quant
+        return precision_group(self.quant)
+
+
+def precision_group(quant: str) -> str:
+    """The paper's grouping: fp16, q8_0, q4 (q4_0, q4_1, q4_K_M, q4_K_S) or q3 (q3_K_S, q3_K_M, q3_K_L)."""
+    quant = str(quant)
+    if quant.startswith("q4"):
+        return "q4"
+    if quant.startswith("q3"):
+        return "q3"
+    return quant
 
 
 # The paper's order from highest to lowest precision (src/analysis.py, QUANTIZATION_ORDER).

@@ -247,6 +247,7 @@ def _check_numbers(root: Path, predicate: dict[str, Any], acc: _Acc) -> None:
         for suffix in ("", "-wal"):
             if (root / (DB_NAME + suffix)).is_file():
                 shutil.copy2(root / (DB_NAME + suffix), Path(tmp) / (DB_NAME + suffix))
+        _check_identity(Path(tmp) / DB_NAME, predicate, acc)
         for mode in _modes(predicate):
             try:
                 outcome = recompute_check(answers_frame(Path(tmp) / DB_NAME, mode), report_dir)
@@ -260,6 +261,38 @@ def _check_numbers(root: Path, predicate: dict[str, Any], acc: _Acc) -> None:
             for message in _outcome_problems(outcome):
                 acc.add(f"{REPORT_DIR}/", f"numbers ({mode}): {message}")
             log.info("numbers check (%s) done", mode)
+
+
+def _check_identity(db_path: Path, predicate: dict[str, Any], acc: _Acc) -> None:
+    """The run identity the manifest states must be the one stored in the DB (the report's numbers rest on the
+    DB's): models, datasets, prompt and scorer versions."""
+    import sqlite3
+
+    from bench.results import run_identity
+
+    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        stored = run_identity(db)
+    except sqlite3.Error as exc:
+        acc.add(DB_NAME, f"run identity unreadable ({exc})")
+        return
+    finally:
+        db.close()
+    stated = predicate.get("identity")
+    if stated is not None and not isinstance(stated, dict):
+        acc.add(MANIFEST_NAME, "identity must be an object")
+        return
+    if stored is None or stated is None:
+        if stored is not None or stated is not None:
+            acc.add(MANIFEST_NAME, f"run identity is in {'the DB' if stored else MANIFEST_NAME} only")
+        else:
+            acc.notes.append("no run identity recorded (the run predates the identity snapshot)")
+        return
+    expected = manifest_mod.jsonable(stored, "identity")
+    for key in sorted(set(expected) | set(stated)):
+        if expected.get(key) != stated.get(key):
+            acc.add(MANIFEST_NAME, f"identity.{key} differs from the run identity in {DB_NAME}")
 
 
 def _outcome_problems(outcome: Any) -> Iterable[str]:

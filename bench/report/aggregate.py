@@ -23,6 +23,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from bench.catalog import precision_group
 from bench.report.metrics import DATASETS, IDENTITY, METRICS, answered, derive
 from bench.report.stats import Estimate, Z, mean_of, pooled, t_half
 
@@ -32,34 +33,16 @@ GROUP_ORDER = ("fp16", "q8_0", "q4", "q3")
 TABLE_COLUMNS = ["table", "row", "col", "stat", "value", "half", "n"]
 
 
-def precision_group(quant: str) -> str:
-    """The paper's grouping, as ``ModelEntry.precision_group``: q4_* -> q4, q3_* -> q3, else the quant itself."""
-    quant = str(quant)
-    if quant.startswith("q4"):
-        return "q4"
-    if quant.startswith("q3"):
-        return "q3"
-    return quant
-
-
 def _fill_identity(cells: pd.DataFrame) -> pd.DataFrame:
-    """Fill base/quant/precision_group from the catalog (or the tag) where the frame left them empty."""
-    from bench.catalog import models
-
-    catalog = models()
+    """Where the frame carries no model facts (a run stored before its identity was snapshotted), a model is its
+    own base with an unknown quant; today's catalog is never consulted for a stored run."""
     for col in ("base", "quant", "precision_group"):
         cells[col] = cells[col].astype(object) if col in cells.columns else None
-    def empty(v) -> bool:
-        return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
-
-    for i, tag in cells["model"].items():
-        entry = catalog.get(tag)
-        if empty(cells.at[i, "base"]):
-            cells.at[i, "base"] = entry.base if entry else str(tag)
-        if empty(cells.at[i, "quant"]):
-            cells.at[i, "quant"] = entry.quant if entry else "unknown"
-        if empty(cells.at[i, "precision_group"]):
-            cells.at[i, "precision_group"] = precision_group(cells.at[i, "quant"])
+    missing = cells["base"].isna() | (cells["base"] == "")
+    cells.loc[missing, "base"] = cells.loc[missing, "model"]
+    cells.loc[cells["quant"].isna() | (cells["quant"] == ""), "quant"] = "unknown"
+    group = cells["precision_group"].isna() | (cells["precision_group"] == "")
+    cells.loc[group, "precision_group"] = [precision_group(q) for q in cells.loc[group, "quant"]]
     return cells
 
 
@@ -149,7 +132,8 @@ def model_summary(cells_: pd.DataFrame, metrics: list[str] | None = None) -> pd.
     """One row per model: identity, number of datasets, and the "all" mean and CI half-width of each metric."""
     metrics = metrics or list(METRICS)
     pc = paper_cells(cells_)
-    ident = pc.groupby("model", sort=False)[["base", "quant", "precision_group"]].first()
+    facts = [c for c in IDENTITY if c not in ("model", "dataset") and c in pc.columns]
+    ident = pc.groupby("model", sort=False)[facts].first()
     ident["n_datasets"] = pc.groupby("model", sort=False)["dataset"].nunique()
     ident["n_answers"] = pc.groupby("model", sort=False)["n_answers"].sum()
     for m in metrics:

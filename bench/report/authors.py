@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.aggregate import precision_group
+from bench.catalog import precision_group
 from bench.report.metrics import METRICS
 from bench.report.traces import AnswerTrace
 
@@ -34,7 +34,8 @@ AUTHORS_TOLERANCE_ABS = 0.05
 answer is off by at most 0.05 (J or s) and so is any mean of them (J/token: 0.05 / tokens)."""
 
 FRAME_COLUMNS = [
-    "run_id", "model", "base", "quant", "precision_group", "dataset", "item_id", "status", "reason", "correct",
+    "run_id", "model", "base", "quant", "precision_group", "family", "parameter_size", "size_bytes", "dataset",
+    "item_id", "status", "reason", "correct",
     "score_mode", "energy_j", "energy_raw_j", "idle_w", "mean_w", "coverage", "n_samples", "prefill_energy_j",
     "prefill_energy_raw_j", "prefill_coverage", "prefill_n_samples", "decode_energy_j", "decode_energy_raw_j",
     "decode_coverage", "decode_n_samples", "eval_count", "prompt_eval_count", "total_s", "load_s", "prompt_eval_s",
@@ -55,6 +56,12 @@ def _models(data: dict) -> dict[str, dict]:
     return {m["id"]: m for m in data["models"]}
 
 
+def _identity(m: dict, meta: dict) -> dict:
+    """A site-data model entry as the frame's model facts (its size is published in MB = bytes / 1024^2)."""
+    return {"model": m["ollama"], "base": m["fam"], "quant": m["q"], "precision_group": precision_group(m["q"]),
+            "parameter_size": meta.get("params", {}).get(m["fam"]), "size_bytes": round(float(m["size"]) * 1024**2)}
+
+
 def load_authors_frame(path: Path) -> pd.DataFrame:
     """The authors' 26,251 answers as an answers frame (NaN where the site data has no value)."""
     data = _read(path)
@@ -66,8 +73,7 @@ def load_authors_frame(path: Path) -> pd.DataFrame:
         for ds, p in per_ds.items():
             n = len(p["E"])
             parts.append(pd.DataFrame({
-                "model": m["ollama"], "base": m["fam"], "quant": m["q"], "precision_group": precision_group(m["q"]),
-                "dataset": ds, "item_id": [f"{ds}#{i}" for i in range(n)],
+                **_identity(m, data.get("meta", {})), "dataset": ds, "item_id": [f"{ds}#{i}" for i in range(n)],
                 "correct": np.frombuffer(p["ok"].encode("ascii"), dtype=np.uint8) - ord("0"),
                 "energy_j": np.asarray(p["E"], dtype=float) / 10,
                 "eval_count": np.asarray(p["tok"], dtype=float),
@@ -98,8 +104,7 @@ def load_authors_cells(path: Path) -> pd.DataFrame:
             if ds == "all":
                 continue
             n = int(a["n"])
-            row = {"model": m["ollama"], "base": m["fam"], "quant": m["q"], "precision_group": precision_group(m["q"]),
-                   "dataset": ds, "n_rows": n, "n_answers": n, "n_failed": 0,
+            row = {**_identity(m, data.get("meta", {})), "dataset": ds, "n_rows": n, "n_answers": n, "n_failed": 0,
                    "prefill_low_conf_n": 0, "decode_low_conf_n": 0}
             for metric in METRICS:
                 row[metric], row[f"{metric}_sd"], row[f"{metric}_n"] = math.nan, math.nan, 0

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.report.aggregate import model_summary, precision_group
+from bench.catalog import precision_group
+from bench.report.aggregate import model_summary
 from bench.report.published import published_cells, published_tables
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 DATASETS = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval")
 """The paper's five datasets; ``all`` is the unweighted mean over them."""
 
-IDENTITY = ("model", "base", "quant", "precision_group", "dataset")
+IDENTITY = ("model", "base", "quant", "precision_group", "size_bytes", "dataset")
+"""Who answered what: the model facts come with the frame (a run's own snapshot), never from the catalog."""
 
 MIN_PHASE_SAMPLES = 4
 """A phase window with fewer meter samples than this is low-confidence (at 2 Hz: under ~2 s)."""

@@ -55,6 +55,8 @@ def synthetic_frame(n_answers: int = 26_251, seed: int = 0, models: list | None 
     frame = pd.DataFrame({
         "run_id": "synthetic", "model": [m.tag for m, _, _ in rows], "base": [m.base for m, _, _ in rows],
         "quant": [m.quant for m, _, _ in rows], "precision_group": [m.precision_group for m, _, _ in rows],
+        "family": [m.family for m, _, _ in rows], "parameter_size": [m.parameter_size for m, _, _ in rows],
+        "size_bytes": size,
         "dataset": ds_arr, "item_id": [f"{ds}-{i}" for _, ds, i in rows], "status": status,
         "reason": np.where(ok, None, "answer exceeded timeout"),
         "correct": np.where(ok, (rng.random(n) < acc_p).astype(float), np.nan), "score_mode": "paper",

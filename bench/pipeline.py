@@ -13,7 +13,7 @@ from bench import __version__, results
 from bench.identity import RunIdentity
 from bench.runner import RunOutcome, run
 from bench.score_run import ScoreSummary, score_run
-from bench.spec import Spec, parse_spec
+from bench.spec import Spec
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,10 @@ class PipelineOutcome:
 
 def run_facts(out_dir: Path) -> dict[str, Any]:
     """What the manifest needs from the results DB: spec, models with digests, idle baseline, meter, counts."""
-    db = results.connect(out_dir / "results.db")
+    db = results.connect_readonly(out_dir / "results.db")
     try:
         run_row = results.get_run(db)
-        spec = parse_spec(run_row.spec_toml, run_row.spec_name)
+        spec = results.stored_spec(db)
         models = {r["model"]: json.loads(r["facts_json"]) for r in db.execute("SELECT * FROM models ORDER BY model")}
         meter = [json.loads(r["detail"]) for r in db.execute(
             "SELECT detail FROM run_events WHERE kind = 'meter' ORDER BY id")]

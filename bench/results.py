@@ -22,6 +22,7 @@ from bench.errors import ResultsError
 from bench.catalog import ModelEntry
 from bench.identity import DatasetIdentity, RunIdentity
 from bench.records import Completion, EnergyReading, IdleBaseline, Score
+from bench.spec import Spec, parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,16 @@ def connect(path: Path, *, trace_sql: bool = False) -> sqlite3.Connection:
     return db
 
 
+def connect_readonly(path: Path | str) -> sqlite3.Connection:
+    """Open a results DB for reading only: reading a sealed folder must not change a byte of it (no migration,
+    no WAL switch). Missing file -> ResultsError."""
+    if not Path(path).is_file():
+        raise ResultsError(f"{path}: no results DB here; run `bench run` first")
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db.row_factory = sqlite3.Row
+    return db
+
+
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("BEGIN IMMEDIATE")
@@ -363,6 +374,17 @@ def run_identity(db: sqlite3.Connection) -> RunIdentity | None:
                      for r in db.execute("SELECT * FROM run_datasets ORDER BY rowid"))
     scoring = {r["mode"]: r["scoring_version"] for r in db.execute("SELECT * FROM score_versions ORDER BY mode")}
     return RunIdentity(prompt_version=row["prompt_version"], models=models, datasets=datasets, scoring=scoring)
+
+
+def stored_spec(db: sqlite3.Connection) -> Spec:
+    """The run's spec as stored, its tags resolved in the run's own model snapshot (a run stored before snapshots
+    existed resolves them in today's catalog: nothing else is known about its models)."""
+    run = get_run(db)
+    if run is None:
+        raise ResultsError("results DB holds no run")
+    stored = run_identity(db)
+    catalog = {m.tag: m for m in stored.models} if stored is not None else None
+    return parse_spec(run.spec_toml, f"{run.spec_name} (stored spec)", catalog)
 
 
 def scoring_version(db: sqlite3.Connection, mode: str) -> str | None:
@@ -525,7 +547,7 @@ def answers_frame(db_path: Path | str, mode: str = "paper"):
     the run's identity snapshot, so the frame of a stored run does not change when the catalog does."""
     import pandas as pd
 
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    db = connect_readonly(db_path)
     try:
         frame = pd.read_sql_query(_frame_sql(db), db, params=(mode, mode))
     finally:

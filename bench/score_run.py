@@ -10,7 +10,6 @@ from bench import results
 from bench.errors import ResultsError
 from bench.records import Item
 from bench.scoring import MODES, SCORING_VERSION, score
-from bench.spec import parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +25,7 @@ def stored_items(db) -> dict[tuple[str, str], Item]:
     """The run's items, re-loaded from its own spec and checked against the hashes recorded with each answer."""
     from bench.runner import load_tasks
 
-    run = results.get_run(db)
-    if run is None:
-        raise ResultsError("results DB holds no run")
-    spec = parse_spec(run.spec_toml, f"{run.spec_name} (stored spec)")
-    items = {(t.item.dataset, t.item.item_id): t.item for t in load_tasks(spec)}
+    items = {(t.item.dataset, t.item.item_id): t.item for t in load_tasks(results.stored_spec(db))}
     for row in db.execute("SELECT DISTINCT dataset, item_id, item_sha256 FROM answers"):
         item = items.get((row["dataset"], row["item_id"]))
         if item is None or item.sha256 != row["item_sha256"]:

@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from bench.catalog import ModelEntry, model, paper_models
 from bench.errors import SpecError, did_you_mean
@@ -85,11 +85,13 @@ class Spec:
     order: str
     source_path: str = field(compare=False)
     source_text: str = field(compare=False, repr=False)
+    catalog: Mapping[str, ModelEntry] | None = field(default=None, compare=False, repr=False)
+    """Where the spec's tags resolve: None = today's catalog; a stored run passes the entries it snapshotted."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.pop("source_path")
-        d.pop("source_text")
+        for key in ("source_path", "source_text", "catalog"):
+            d.pop(key)
         return d
 
     @property
@@ -97,7 +99,7 @@ class Spec:
         return sha256_text(canonical_json(self.to_dict()))
 
     def model_entries(self) -> list[ModelEntry]:
-        return [model(tag) for tag in self.models]
+        return [self.catalog[tag] if self.catalog is not None else model(tag) for tag in self.models]
 
 
 def shipped_specs() -> list[str]:
@@ -188,7 +190,8 @@ def _names(types: type | tuple[type, ...]) -> str:
     return " or ".join(names.get(t.__name__, t.__name__) for t in _tuple(types))
 
 
-def parse_spec(text: str, label: str = "<spec>") -> Spec:
+def parse_spec(text: str, label: str = "<spec>", catalog: Mapping[str, ModelEntry] | None = None) -> Spec:
+    """Parse and check a spec; model tags resolve in ``catalog`` (a stored run's snapshot) or today's catalog."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -230,13 +233,14 @@ def parse_spec(text: str, label: str = "<spec>") -> Spec:
     if (tags_raw is None) == (preset is None):
         raise SpecError(f"{label}: models: expected exactly one of models.tags (a list of catalog tags) or "
                         f"models.set = \"paper\"")
-    tags = [m.tag for m in paper_models()] if preset else list(tags_raw)
+    entries = list(catalog.values()) if catalog is not None else paper_models()
+    tags = [m.tag for m in entries if m.in_paper] if preset else list(tags_raw)
     if not tags:
         raise SpecError(f"{label}: models.tags: expected at least one model, got []")
     for tag in tags:
         if not isinstance(tag, str):
             raise SpecError(f"{label}: models.tags: expected catalog tags (strings), got {tag!r}")
-        entry = model_or_spec_error(label, tag)
+        entry = model_or_spec_error(label, tag, catalog)
         if entry.backend != kind:
             raise SpecError(f"{label}: models.tags: {tag!r} runs on the {entry.backend!r} backend, "
                             f"but backend.kind is {kind!r}")
@@ -293,12 +297,16 @@ def parse_spec(text: str, label: str = "<spec>") -> Spec:
 
     return Spec(name=name, description=description, backend=backend, options=options, models=tuple(tags),
                 datasets=tuple(datasets), meter=meter, idle=idle, cooldown=cooldown, scoring_modes=tuple(modes),
-                order=order, source_path=label, source_text=text)
+                order=order, source_path=label, source_text=text, catalog=catalog)
 
 
-def model_or_spec_error(label: str, tag: str) -> ModelEntry:
+def model_or_spec_error(label: str, tag: str, catalog: Mapping[str, ModelEntry] | None = None) -> ModelEntry:
     from bench.errors import CatalogError
 
+    if catalog is not None:
+        if tag not in catalog:
+            raise SpecError(f"{label}: models.tags: {did_you_mean('model', tag, list(catalog))}")
+        return catalog[tag]
     try:
         return model(tag)
     except CatalogError as exc:

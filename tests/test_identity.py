@@ -67,17 +67,18 @@ def test_a_mode_rescored_by_a_newer_scorer_is_rescored_whole(tmp_path, monkeypat
     db.close()
 
 
-def _edited_package(dest: Path, tag: str, base: str, quant: str) -> Path:
-    """A copy of the package whose catalog gives ``tag`` another base and quant (what a newer toolkit might ship)."""
+def _newer_package(dest: Path, tag: str, change: str) -> Path:
+    """A copy of the package whose catalog entry for ``tag`` is edited (another base and quant: what Tables 4, 5
+    and 9 group by) or removed: what a newer toolkit might ship."""
     shutil.copytree(ROOT / "bench", dest / "bench", ignore=shutil.ignore_patterns("__pycache__"))
     toml = dest / "bench" / "catalog" / "models.toml"
     text = toml.read_text("utf-8")
     start = text.index(f'[models."{tag}"]')
     end = text.find("\n[", start + 1)
     block = text[start:end if end > 0 else len(text)]
-    edited = re.sub(r'(?m)^base = ".*"$', f'base = "{base}"', block)
-    edited = re.sub(r'(?m)^quant = ".*"$', f'quant = "{quant}"', edited)
-    assert edited != block, "the catalog entry was not edited"
+    edited = "" if change == "remove" else re.sub(
+        r'(?m)^quant = ".*"$', 'quant = "q8_0"', re.sub(r'(?m)^base = ".*"$', 'base = "edited_base"', block))
+    assert edited != block, "the catalog entry was not changed"
     toml.write_text(text.replace(block, edited), "utf-8")
     return dest
 
@@ -94,26 +95,37 @@ def _report_files(report_dir: Path) -> dict[str, str]:
             for p in sorted(report_dir.rglob("*")) if p.suffix in (".json", ".csv")}
 
 
-def test_editing_the_catalog_after_a_run_changes_neither_verify_nor_the_report(tmp_path, paced_ollama):
-    out = tmp_path / "run"
-    spec = paced_spec(tmp_path, paced_ollama, name="identity", limit=2)
+@pytest.fixture(scope="module")
+def sealed_run(tmp_path_factory, paced_ollama) -> Path:
+    tmp = tmp_path_factory.mktemp("identity")
+    out = tmp / "run"
+    spec = paced_spec(tmp, paced_ollama, name="identity", limit=2)
     done = run_bench("pipeline", "--spec", str(spec), "--out", str(out), "--no-progress", timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    manifest = json.loads((out / "manifest.json").read_text("utf-8"))["predicate"]
-    assert manifest["identity"]["models"][0]["base"] == model(PACED_MODEL).base
-    assert {d["name"] for d in manifest["identity"]["datasets"]} == {"commonsenseqa", "gsm8k"}
+    return out
 
-    package = _edited_package(tmp_path / "newer", PACED_MODEL, base="edited_base", quant="q8_0")
-    seen = _bench_with(package, "models", "list")
-    assert "edited_base" in seen.stdout or "q8_0" in seen.stdout, "the edited catalog is not the one in use"
-    checked = _bench_with(package, "verify", str(out))
+
+def test_the_manifest_states_the_identity(sealed_run):
+    manifest = json.loads((sealed_run / "manifest.json").read_text("utf-8"))["predicate"]["identity"]
+    assert [m["base"] for m in manifest["models"]] == [model(PACED_MODEL).base]
+    assert {d["name"]: len(d["item_ids"]) for d in manifest["datasets"]} == {"commonsenseqa": 2, "gsm8k": 2}
+    assert set(manifest["scoring"]) == {"paper", "strict"} and manifest["prompt_version"]
+
+
+@pytest.mark.parametrize("change", ["edit", "remove"])
+def test_changing_the_catalog_after_a_run_changes_neither_verify_nor_the_report(sealed_run, tmp_path, change):
+    package = _newer_package(tmp_path / "newer", PACED_MODEL, change)
+    listed = _bench_with(package, "models", "list").stdout
+    assert ("edited_base" in listed) if change == "edit" else (PACED_MODEL not in listed), "catalog not in use"
+    checked = _bench_with(package, "verify", str(sealed_run))
     assert checked.returncode == 0, checked.stderr
-    assert checked.stdout.startswith(f"OK {out}")
+    assert checked.stdout.startswith(f"OK {sealed_run}")
     again = tmp_path / "again"
-    rebuilt = _bench_with(package, "report", str(out), "--out", str(again), "--no-plots")
+    rebuilt = _bench_with(package, "report", str(sealed_run), "--out", str(again), "--no-plots")
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
-    assert _report_files(again / "report") == _report_files(out / "report")
-    groups = {r[0] for r in sqlite3.connect(out / "results.db").execute("SELECT precision_group FROM run_models")}
+    assert _report_files(again / "report") == _report_files(sealed_run / "report")
+    assert _bench_with(package, "verify", str(sealed_run)).returncode == 0, "building the report changed the folder"
+    groups = {r[0] for r in sqlite3.connect(sealed_run / "results.db").execute("SELECT precision_group FROM run_models")}
     assert groups == {"q4"}
 
 

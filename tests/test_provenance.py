@@ -337,7 +337,8 @@ def _fake_stage_modules(monkeypatch, outcome, calls):
         return outcome
 
     results.answers_frame = answers_frame
-    results.run_identity = lambda db: None  # the sealed DB predates identities; verify reads it from the same module
+    results.connect_readonly = sqlite3.connect  # verify reads the run identity through the same module
+    results.run_identity = lambda db: None  # the sealed DB predates identities
     report.recompute_check = recompute_check
     monkeypatch.setitem(sys.modules, "bench.results", results)
     monkeypatch.setitem(sys.modules, "bench.report", report)

@@ -43,7 +43,8 @@ def run_dir(tmp_path):
     from bench.identity import RunIdentity
 
     tags = ("qwen2.5:0.5b-instruct-q8_0", "qwen2.5:0.5b-instruct-q4_K_M")
-    results.record_identity(db, run.run_id, RunIdentity("p1", tuple(model(t) for t in tags), ()))
+    entries = tuple(spec.model_entries()) + tuple(model(t) for t in tags)  # the stored spec's and the answering ones
+    results.record_identity(db, run.run_id, RunIdentity("p1", entries, ()))
     ids, t0 = [], 10 * S
     for model in ("qwen2.5:0.5b-instruct-q8_0", "qwen2.5:0.5b-instruct-q4_K_M"):
         for dataset in ("gsm8k", "truthfulqa"):

@@ -268,10 +268,9 @@ def _check_identity(db_path: Path, predicate: dict[str, Any], acc: _Acc) -> None
     DB's): models, datasets, prompt and scorer versions."""
     import sqlite3
 
-    from bench.results import run_identity
+    from bench.results import connect_readonly, run_identity
 
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
+    db = connect_readonly(db_path)
     try:
         stored = run_identity(db)
     except sqlite3.Error as exc:

@@ -28,14 +28,13 @@ class RunInput:
 
 def load_run(result_dir: Path, mode: str = "paper", n_traces: int = 1) -> RunInput:
     """Load ``result_dir/results.db`` read-only through ``bench.results``."""
-    from bench.results import answers_frame, traces
+    from bench.results import answers_frame, connect_readonly, traces
 
     db_path = Path(result_dir) / "results.db"
     if not db_path.is_file():
         raise ResultsError(f"{result_dir}: no results.db; expected a result folder written by `bench run`")
     frame = answers_frame(db_path, mode)
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
+    db = connect_readonly(db_path)
     try:
         stored = traces(db, limit=n_traces)
     except sqlite3.Error as exc:  # an older schema without traces: report without the trace plot

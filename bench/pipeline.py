@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__, results
+from bench.energy import describe_sessions
 from bench.identity import RunIdentity
 from bench.runner import RunOutcome, run
 from bench.score_run import ScoreSummary, score_run
@@ -33,8 +34,8 @@ def run_facts(out_dir: Path) -> dict[str, Any]:
         run_row = results.get_run(db)
         spec = results.stored_spec(db)
         models = {r["model"]: json.loads(r["facts_json"]) for r in db.execute("SELECT * FROM models ORDER BY model")}
-        meter = [json.loads(r["detail"]) for r in db.execute(
-            "SELECT detail FROM run_events WHERE kind = 'meter' ORDER BY id")]
+        meter = _event_details(db, "meter")
+        uncertainty = _event_details(db, "meter_uncertainty")
         idle = results.latest_idle(db)
         events = [dict(r) for r in db.execute("SELECT t_utc, kind, detail FROM run_events ORDER BY id")]
         return {
@@ -50,6 +51,8 @@ def run_facts(out_dir: Path) -> dict[str, Any]:
                           "revision": d.revision} for d in spec.datasets],
             "meter": meter[-1] if meter else None,
             "meter_sessions": meter,
+            "meter_uncertainty": uncertainty[-1] if uncertainty else None,
+            "meter_uncertainty_sessions": uncertainty,
             "idle_baseline": idle.__dict__ if idle else None,
             "answers_by_status": results.status_counts(db),
             "created_utc": run_row.created_utc,
@@ -57,6 +60,10 @@ def run_facts(out_dir: Path) -> dict[str, Any]:
         }
     finally:
         db.close()
+
+
+def _event_details(db, kind: str) -> list[dict[str, Any]]:
+    return [json.loads(r["detail"]) for r in db.execute("SELECT detail FROM run_events WHERE kind = ? ORDER BY id", (kind,))]
 
 
 def build_run_report(out_dir: Path, mode: str = "paper", *, report_root: Path | None = None,
@@ -82,6 +89,7 @@ def report_run_info(facts: dict[str, Any]) -> dict[str, str]:
         "idle baseline": (f"{idle.get('mean_w', float('nan')):.3f} W (sd {idle.get('sd_w', 0):.3f}, "
                           f"{idle.get('n_samples', 0)} samples, {idle.get('source', '?')})"),
         "meter": f"{meter.get('driver', '?')} {meter.get('device_id', '')} ({meter.get('nominal_rate_hz', '?')} Hz)",
+        "meter uncertainty": describe_sessions(facts.get("meter_uncertainty_sessions") or []),
         "answers": ", ".join(f"{k} {v}" for k, v in facts["answers_by_status"].items()),
         "versions": identity_line(facts["identity"]),
     }

@@ -62,8 +62,10 @@ class Completion:
 class EnergyReading:
     """The meter's answer for one monotonic-time window.
 
-    ``energy_j`` is the raw integral of power over the window; ``coverage`` is the fraction of the window covered
-    by samples (1.0 = no gaps); ``n_samples`` counts samples inside the window.
+    ``energy_j`` is the raw integral of power over the covered part of the window; ``coverage`` is the fraction of
+    the window covered by samples (1.0 = no gaps; 0 when no sample lies inside it); ``n_samples`` counts samples
+    inside the window. ``edge_j`` / ``edge_w``: the worst-case sampling error at the two edges and the power change
+    there, from which ``bench.energy`` builds the window's error bound.
     """
 
     start_ns: int
@@ -72,10 +74,16 @@ class EnergyReading:
     mean_w: float
     n_samples: int
     coverage: float
+    edge_j: float = 0.0
+    edge_w: float = 0.0
 
     @property
     def duration_s(self) -> float:
         return (self.end_ns - self.start_ns) / 1e9
+
+    @property
+    def covered_s(self) -> float:
+        return self.duration_s * self.coverage
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 from bench import __version__
 from bench.errors import ResultsError
 from bench.catalog import ModelEntry
+from bench.energy import MeterUncertainty, store as store_window
 from bench.identity import DatasetIdentity, RunIdentity
 from bench.records import Completion, EnergyReading, IdleBaseline, Score
 from bench.spec import Spec, parse_spec
@@ -184,6 +185,41 @@ def m002_run_identity(db: sqlite3.Connection) -> None:
             scoring_version TEXT NOT NULL,
             scored_utc TEXT NOT NULL
         ) STRICT;
+        """
+    )
+
+
+@migration
+def m003_energy_window_bounds(db: sqlite3.Connection) -> None:
+    """Energy windows may hold no energy (nothing measured: NULL with a reason) and carry their error bound.
+
+    SQLite cannot drop a NOT NULL in place, so the table is rebuilt; rows of older runs keep their values and get
+    NULL (unknown) edge terms and bounds."""
+    _run_ddl(
+        db,
+        """
+        CREATE TABLE energy_windows_v2 (
+            answer_id INTEGER NOT NULL REFERENCES answers(id),
+            phase TEXT NOT NULL CHECK (phase IN ('answer', 'prefill', 'decode')),
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            energy_raw_j REAL,
+            energy_j REAL,
+            mean_w REAL,
+            n_samples INTEGER NOT NULL,
+            coverage REAL NOT NULL CHECK (coverage BETWEEN 0 AND 1),
+            edge_j REAL,
+            edge_w REAL,
+            bound_j REAL,
+            reason TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (answer_id, phase)
+        ) STRICT;
+        INSERT INTO energy_windows_v2 (answer_id, phase, start_ns, end_ns, energy_raw_j, energy_j, mean_w, n_samples,
+                                       coverage)
+            SELECT answer_id, phase, start_ns, end_ns, energy_raw_j, energy_j, mean_w, n_samples, coverage
+            FROM energy_windows;
+        DROP TABLE energy_windows;
+        ALTER TABLE energy_windows_v2 RENAME TO energy_windows
         """
     )
 
@@ -436,11 +472,7 @@ class AnswerRecord:
     throttled_before: str | None = None
     throttled_after: str | None = None
     trace: list[tuple[int, float]] | None = None
-
-
-def idle_subtracted(reading: EnergyReading, idle_w: float) -> float:
-    """The paper's definition: raw energy minus idle power x window length, clipped at 0."""
-    return max(0.0, reading.energy_j - idle_w * reading.duration_s)
+    meter_uncertainty: MeterUncertainty | None = None  # None: the meter declared none (zeros, said so in the report)
 
 
 def record_answer(db: sqlite3.Connection, rec: AnswerRecord) -> int:
@@ -462,13 +494,17 @@ def record_answer(db: sqlite3.Connection, rec: AnswerRecord) -> int:
              c.load_duration_ns if c else None, c.total_duration_ns if c else None, c.done_reason if c else None,
              rec.idle_w, rec.temp_before_c, rec.temp_after_c, rec.throttled_before, rec.throttled_after, utc_now()))
         answer_id = cur.lastrowid
+        unknown = sorted(set(rec.windows or {}) - set(PHASES))
+        if unknown:
+            raise ResultsError(f"energy window phase must be one of {', '.join(PHASES)}, got {unknown[0]!r}")
+        unc = rec.meter_uncertainty or MeterUncertainty()
         for phase, reading in (rec.windows or {}).items():
-            if phase not in PHASES:
-                raise ResultsError(f"energy window phase must be one of {', '.join(PHASES)}, got {phase!r}")
-            db.execute("INSERT INTO energy_windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (answer_id, phase, reading.start_ns, reading.end_ns, reading.energy_j,
-                        idle_subtracted(reading, rec.idle_w or 0.0), reading.mean_w, reading.n_samples,
-                        reading.coverage))
+            w = store_window(reading, rec.idle_w or 0.0, unc)
+            db.execute("INSERT INTO energy_windows (answer_id, phase, start_ns, end_ns, energy_raw_j, energy_j, mean_w, "
+                       "n_samples, coverage, edge_j, edge_w, bound_j, reason) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (answer_id, phase, w.start_ns, w.end_ns, w.energy_raw_j, w.energy_j, w.mean_w, w.n_samples,
+                        w.coverage, w.edge_j, w.edge_w, w.bound_j, w.reason))
         if rec.trace:
             db.execute("INSERT INTO traces VALUES (?, ?)", (answer_id, json.dumps(rec.trace)))
     return answer_id
@@ -510,10 +546,11 @@ FRAME_SQL = """
 SELECT r.run_id, a.model, {identity}, a.dataset, a.item_id, a.status, a.reason,
        s.correct AS correct, ? AS score_mode,
        w.energy_j, w.energy_raw_j, a.idle_w, w.mean_w, w.coverage, w.n_samples,
+       w.bound_j AS energy_bound_j, w.reason AS energy_reason,
        p.energy_j AS prefill_energy_j, p.energy_raw_j AS prefill_energy_raw_j, p.coverage AS prefill_coverage,
-       p.n_samples AS prefill_n_samples,
+       p.n_samples AS prefill_n_samples, p.bound_j AS prefill_energy_bound_j, p.reason AS prefill_energy_reason,
        d.energy_j AS decode_energy_j, d.energy_raw_j AS decode_energy_raw_j, d.coverage AS decode_coverage,
-       d.n_samples AS decode_n_samples,
+       d.n_samples AS decode_n_samples, d.bound_j AS decode_energy_bound_j, d.reason AS decode_energy_reason,
        a.eval_count, a.prompt_eval_count,
        a.total_duration_ns / 1e9 AS total_s, a.load_duration_ns / 1e9 AS load_s,
        a.prompt_eval_duration_ns / 1e9 AS prompt_eval_s, a.eval_duration_ns / 1e9 AS eval_s,
@@ -534,12 +571,23 @@ IDENTITY_COLUMNS = ("base", "quant", "precision_group", "family", "parameter_siz
 """The model facts the frame takes from the run's own snapshot (``run_models``), never from today's catalog."""
 
 
+WINDOW_BOUND_COLUMNS = ("bound_j", "reason")
+"""Energy-window columns added by m003; a DB sealed before it reads them as NULL."""
+
+
 def _frame_sql(db: sqlite3.Connection) -> str:
     if _table_exists(db, "run_models"):
-        return FRAME_SQL.format(identity=", ".join(f"m.{c}" for c in IDENTITY_COLUMNS),
-                                identity_join="LEFT JOIN run_models m ON m.run_id = a.run_id AND m.model = a.model")
-    log.warning("results DB predates the run-identity snapshot: models are identified by tag only")
-    return FRAME_SQL.format(identity=", ".join(f"NULL AS {c}" for c in IDENTITY_COLUMNS), identity_join="")
+        sql = FRAME_SQL.format(identity=", ".join(f"m.{c}" for c in IDENTITY_COLUMNS),
+                               identity_join="LEFT JOIN run_models m ON m.run_id = a.run_id AND m.model = a.model")
+    else:
+        log.warning("results DB predates the run-identity snapshot: models are identified by tag only")
+        sql = FRAME_SQL.format(identity=", ".join(f"NULL AS {c}" for c in IDENTITY_COLUMNS), identity_join="")
+    if "bound_j" not in {r[1] for r in db.execute("PRAGMA table_info(energy_windows)")}:
+        log.warning("results DB predates energy-window bounds: its energies carry no error bound")
+        for alias in "wpd":
+            for col in WINDOW_BOUND_COLUMNS:
+                sql = sql.replace(f" {alias}.{col} AS", " NULL AS")
+    return sql
 
 
 def answers_frame(db_path: Path | str, mode: str = "paper"):

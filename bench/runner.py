@@ -25,6 +25,7 @@ from bench.backends import get_backend
 from bench.backends.base import AnswerFailed, AnswerTimeout, Backend, ModelSkipped
 from bench.catalog import ModelEntry
 from bench.datasets import DataSource, load_items
+from bench.energy import MeterUncertainty
 from bench.errors import ResultsError
 from bench.meter.client import MeterClient, connect
 from bench.meter.local import spawn_daemon
@@ -149,12 +150,15 @@ def idle_baseline(spec: Spec, db, run_id: str, meter: MeterClient) -> IdleBaseli
     return idle
 
 
-def meter_windows(meter: MeterClient, c: Completion) -> dict[str, EnergyReading]:
-    windows = {"answer": meter.energy(c.t_send_ns, c.t_last_token_ns)}
+def meter_windows(meter: MeterClient, c: Completion, edge_slack_s: float = 0.0) -> dict[str, EnergyReading]:
+    """The answer's whole, prefill and decode windows, asked in one request (one daemon wake-up per answer);
+    ``edge_slack_s`` is the meter's stamp uncertainty, so each edge's error term spans where the edge may be."""
+    spans: dict[str, tuple[int, ...]] = {"answer": (c.t_send_ns, c.t_last_token_ns)}
     if c.t_first_token_ns is not None:
-        windows["prefill"] = meter.energy(c.t_send_ns, c.t_first_token_ns)
-        windows["decode"] = meter.energy(c.t_first_token_ns, c.t_last_token_ns)
-    return windows
+        spans["answer"] += (c.t_first_token_ns,)  # power changes there too: inside the answer, not at its edge
+        spans["prefill"] = (c.t_send_ns, c.t_first_token_ns)
+        spans["decode"] = (c.t_first_token_ns, c.t_last_token_ns)
+    return dict(zip(spans, meter.windows(list(spans.values()), edge_slack_s=edge_slack_s)))
 
 
 def _mark_label(task: Task) -> str:
@@ -164,7 +168,7 @@ def _mark_label(task: Task) -> str:
 
 
 def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: float, task: Task,
-        keep_trace: bool) -> results.AnswerRecord:
+        keep_trace: bool, unc: MeterUncertainty | None = None) -> results.AnswerRecord:
     """One answer, whatever happens: ok, timeout or error, each with its reason."""
     temp_before, thr_before = temperature_c(), throttled()
     status, reason, completion = "ok", "", None
@@ -177,7 +181,8 @@ def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: f
     except AnswerFailed as exc:
         status, reason = "error", str(exc)
     meter.mark(f"answer-end {label}", completion.t_last_token_ns if completion else None)
-    windows = meter_windows(meter, completion) if completion is not None else None
+    unc = unc or MeterUncertainty()
+    windows = meter_windows(meter, completion, unc.time_s) if completion is not None else None
     trace = None
     if keep_trace and completion is not None:
         lead_ns = 1_000_000_000  # a second of the power before the request, to show the step up
@@ -186,7 +191,8 @@ def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: f
         run_id=run_id, model=task.model.tag, dataset=task.item.dataset, item_id=task.item.item_id,
         item_sha256=task.item.sha256, prompt_sha256=sha256_text(task.prompt), status=status, reason=reason,
         completion=completion, idle_w=idle_w, windows=windows, temp_before_c=temp_before,
-        temp_after_c=temperature_c(), throttled_before=thr_before, throttled_after=throttled(), trace=trace)
+        temp_after_c=temperature_c(), throttled_before=thr_before, throttled_after=throttled(), trace=trace,
+        meter_uncertainty=unc)
 
 
 def backend_for(spec: Spec) -> Backend:
@@ -226,17 +232,27 @@ def run(spec: Spec, out_dir: Path, *, progress: bool = True, backend: Backend | 
             return RunOutcome(out_dir, run_row.run_id, resumed, 0, results.status_counts(db), False)
         backend = backend or backend_for(spec)
         with open_meter(spec, out_dir) as meter, _stop_on_signals() as stop:
-            results.add_event(db, run_row.run_id, "meter", json.dumps(meter.info(), sort_keys=True, default=str))
+            unc = record_meter(db, run_row.run_id, meter)
             idle = idle_baseline(spec, db, run_row.run_id, meter)
-            asked = _loop(spec, db, run_row.run_id, backend, meter, idle.mean_w, pending, stop, progress)
+            asked = _loop(spec, db, run_row.run_id, backend, meter, idle.mean_w, unc, pending, stop, progress)
             results.add_event(db, run_row.run_id, "stop" if stop.stopped else "finished", f"asked {asked}")
         return RunOutcome(out_dir, run_row.run_id, resumed, asked, results.status_counts(db), stop.stopped)
     finally:
         db.close()
 
 
-def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idle_w: float, pending: list[Task],
-          stop: _StopFlag, progress: bool) -> int:
+def record_meter(db, run_id: str, meter: MeterClient) -> MeterUncertainty:
+    """The meter's facts and its declared uncertainty as run events (the manifest copies both); every window of
+    this session is bounded with that uncertainty."""
+    info = meter.info()
+    results.add_event(db, run_id, "meter", json.dumps(info, sort_keys=True, default=str))
+    unc = MeterUncertainty.from_info(info)
+    results.add_event(db, run_id, "meter_uncertainty", json.dumps(unc.as_dict(), sort_keys=True))
+    return unc
+
+
+def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idle_w: float, unc: MeterUncertainty,
+          pending: list[Task], stop: _StopFlag, progress: bool) -> int:
     from tqdm import tqdm
 
     asked = 0
@@ -267,7 +283,7 @@ def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idl
                                               prompt_sha256=sha256_text(task.prompt), status="skipped",
                                               reason=skipped_models[tag])
             else:
-                record = ask(backend, meter, spec, run_id, idle_w, task, keep_trace)
+                record = ask(backend, meter, spec, run_id, idle_w, task, keep_trace, unc)
             results.record_answer(db, record)
             asked += 1
             bar.update(1)

@@ -120,18 +120,23 @@ def test_mean_of_propagates_standard_errors():
     assert math.isnan(stats.mean_of([a, stats.Estimate(1.0, math.nan, 3)]).half)
 
 
-def test_phase_metrics_and_low_confidence():
+def test_phase_metrics_with_bounds_flag_by_the_bound_not_the_sample_count():
+    # prefill: 2 samples but a tight bound (1%); decode: 50 samples but a loose one (10%)
     rows = [ans(prefill_energy_j=6.0, decode_energy_j=2.0, energy_j=8.0, prompt_eval_count=60, eval_count=4,
-                prefill_n_samples=10, decode_n_samples=2) for _ in range(3)]
+                prefill_coverage=1.0, decode_coverage=1.0, coverage=1.0, prefill_n_samples=2, decode_n_samples=50,
+                prefill_energy_bound_j=0.06, decode_energy_bound_j=0.2, energy_bound_j=0.26) for _ in range(3)]
     c = aggregate.cells(frame_of(rows))
     p = phases.phase_table(c).iloc[0]
     assert p["j_per_prompt_token"] == pytest.approx(0.1)
+    assert p["j_per_prompt_token_bound"] == pytest.approx(0.001)
     assert p["j_per_gen_token_decode"] == pytest.approx(0.5)
+    assert p["j_per_gen_token_decode_bound"] == pytest.approx(0.05)
     assert p["prefill_energy_share"] == pytest.approx(0.75)
     assert p["j_per_token"] == pytest.approx(2.0)
-    assert not p["prefill_low_conf"] and p["decode_low_conf"]
+    assert not p["prefill_flagged"] and p["decode_flagged"]
+    assert (p["prefill_over_bound_n"], p["decode_over_bound_n"]) == (0, 3)
     note = phases.jpt_vs_decode_note(phases.phase_table(c))
-    assert "4.00x" in note and "75%" in note and "1 of these cells are low-confidence" in note
+    assert "4.00x" in note and "75%" in note and "1 of these cells are flagged" in note
 
 
 def test_phase_note_without_phase_data_says_so():

@@ -91,10 +91,6 @@ def test_record_answer_is_atomic_and_unique(db):
         results.record_answer(db, record(run.run_id, "q3", status="maybe"))
 
 
-def test_idle_clip_at_zero():
-    assert results.idle_subtracted(EnergyReading(0, 2_000_000_000, 4.0, 2.0, 10, 1.0), 2.85) == 0.0
-
-
 def test_scores_replace_per_mode_and_frame(tmp_path, db):
     from bench.catalog import model
     from bench.identity import RunIdentity

@@ -31,8 +31,27 @@ LOG_MAGIC = "# bench-meter raw log v1"
 
 
 @dataclass(frozen=True)
+class EdgeSampling:
+    """How well the samples pin down the power at a window's edges (the inputs of the window's error bound).
+
+    An edge at ``x`` whose true instant may be ``slack`` away from its stamp is near the sample intervals that
+    meet ``[x - slack, x + slack]``; so is an instant inside the window where power is known to change. If power
+    changes there once, monotonically, by at most ``dP`` (the spread of those intervals' samples), the trapezoid's
+    error over the window's part of them is at most ``dP * h``, ``h`` the worst case over the intervals of
+    ``y - y**2 / (2 d)`` (``d`` the interval, ``y`` its part inside the window; at most ``d / 2``). ``edge_j`` sums
+    ``dP * h`` over those instants; ``edge_w`` sums the two edges' ``dP``: a stamp error of ``s`` moves ``s * dP``
+    joules across an edge."""
+
+    edge_j: float = 0.0
+    edge_w: float = 0.0
+
+
+@dataclass(frozen=True)
 class WindowEnergy:
-    """What the buffer knows about one window: the raw integral over its covered part and where it is not covered."""
+    """What the buffer knows about one window: the raw integral over its covered part and where it is not covered.
+
+    A window with no sample inside it is not covered at all (``covered_ns`` 0), even when samples on both sides
+    would let it be interpolated: the meter never saw that stretch, so nothing can be claimed about it."""
 
     start_ns: int
     end_ns: int
@@ -40,6 +59,7 @@ class WindowEnergy:
     covered_ns: int
     n_samples: int
     gaps_ns: tuple[tuple[int, int], ...]  # uncovered intervals inside the window, clipped to it
+    edges: EdgeSampling = EdgeSampling()
 
     @property
     def coverage(self) -> float:
@@ -213,18 +233,46 @@ class RingBuffer:
         p_x = p_i + (p_j - p_i) * (d / (t_j - t_i))
         return float(self._e[i]) + d * (p_i + p_x) * 0.5e-9
 
-    def window(self, start_ns: int, end_ns: int) -> WindowEnergy:
-        """Energy, covered time and uncovered intervals of [start_ns, end_ns]; never pads what is not covered."""
+    def _edge(self, x: int, slack_ns: int, start_ns: int, end_ns: int) -> tuple[float, float]:
+        """(dP * h in J, dP in W) of an edge at ``x`` of the window [start_ns, end_ns]. Intervals outside the data
+        or in a gap carry no term (they are not covered, and coverage says so)."""
+        lo = max(self._count(x - slack_ns, "left") - 1, 0)  # the first interval reaching x - slack starts here
+        hi = min(self._count(x + slack_ns, "right"), self._size - 1)  # the last one starting by x + slack ends here
+        if hi <= lo:
+            return 0.0, 0.0
+        idx = (np.arange(lo, hi + 1) + self._total - self._size) % self.capacity
+        t, p = self._t[idx], self._p[idx]
+        ok = ~self._gap[idx[1:]]
+        if not ok.any():
+            return 0.0, 0.0
+        a, b, d = t[:-1][ok], t[1:][ok], (t[1:] - t[:-1])[ok].astype(np.float64)
+        y = np.clip(np.minimum(b, end_ns) - np.maximum(a, start_ns), 0, None).astype(np.float64)  # part in the window
+        h = float(np.max(y - y * y / (2 * d)))
+        pairs = np.concatenate((p[:-1][ok], p[1:][ok]))
+        dp = float(pairs.max() - pairs.min())
+        return dp * h * 1e-9, dp
+
+    def _edges(self, start_ns: int, end_ns: int, slack_ns: int, inner_ns: tuple[int, ...]) -> EdgeSampling:
+        """Both edges, plus the instants inside the window where power is known to change (only their sampling
+        term: a stamp error there moves energy between the phases, not out of the window)."""
+        (ea, wa), (eb, wb) = self._edge(start_ns, slack_ns, start_ns, end_ns), self._edge(end_ns, slack_ns, start_ns, end_ns)
+        inner = sum(self._edge(x, slack_ns, start_ns, end_ns)[0] for x in inner_ns)
+        return EdgeSampling(ea + eb + inner, wa + wb)
+
+    def window(self, start_ns: int, end_ns: int, edge_slack_ns: int = 0, inner_ns: tuple[int, ...] = ()) -> WindowEnergy:
+        """Energy, covered time and uncovered intervals of [start_ns, end_ns]; never pads what is not covered.
+        ``edge_slack_ns``: how far an edge's true instant may be from its stamp; ``inner_ns``: instants inside the
+        window where power changes too (an answer's first token); both only shape the edge terms (``EdgeSampling``)."""
         if end_ns < start_ns:
             raise ValueError(f"window end {end_ns} is before its start {start_ns}")
         with self.cond:
-            if self._size == 0:
+            n = self._count(end_ns, "right") - self._count(start_ns, "left") if self._size else 0
+            if n <= 0:
                 gaps = ((start_ns, end_ns),) if end_ns > start_ns else ()
                 return WindowEnergy(start_ns, end_ns, 0.0, 0, 0, gaps)
             oldest = int(self._t[self._phys(0)])
             newest = int(self._t[self._phys(self._size - 1)])
             energy = self._cum_energy(end_ns) - self._cum_energy(start_ns)
-            n = self._count(end_ns, "right") - self._count(start_ns, "left")
             uncovered: list[tuple[int, int]] = []
             if start_ns < oldest:
                 uncovered.append((start_ns, min(oldest, end_ns)))
@@ -240,7 +288,8 @@ class RingBuffer:
                 uncovered.append((max(newest, start_ns), end_ns))
             uncovered_ns = sum(b - a for a, b in uncovered)
             covered = max(end_ns - start_ns - uncovered_ns, 0)
-            return WindowEnergy(start_ns, end_ns, energy, covered, max(n, 0), tuple(uncovered))
+            return WindowEnergy(start_ns, end_ns, energy, covered, n, tuple(uncovered),
+                                self._edges(start_ns, end_ns, int(edge_slack_ns), tuple(inner_ns)))
 
     def between(self, start_ns: int, end_ns: int, max_points: int) -> tuple[np.ndarray, np.ndarray]:
         """Samples with start_ns <= t <= end_ns, thinned by an even stride to at most ``max_points`` (for plots)."""

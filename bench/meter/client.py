@@ -21,7 +21,7 @@ from bench.records import EnergyReading
 log = logging.getLogger(__name__)
 
 
-REQUESTS = {"energy": P.EnergyRequest, "samples": P.SamplesRequest, "stats": P.StatsRequest, "info": P.InfoRequest, "mark": P.MarkRequest}
+REQUESTS = {"energy": P.EnergyRequest, "windows": P.WindowsRequest, "samples": P.SamplesRequest, "stats": P.StatsRequest, "info": P.InfoRequest, "mark": P.MarkRequest}
 
 
 class UnknownWindow(MeterError):
@@ -104,12 +104,16 @@ class MeterClient:
 
     def energy(self, start_ns: int, end_ns: int, wait_s: float = 2.0) -> EnergyReading:
         r = self.call("energy", extra_timeout_s=wait_s, start_ns=int(start_ns), end_ns=int(end_ns), wait_s=float(wait_s))
-        mean = r["mean_w"]
-        return EnergyReading(
-            start_ns=int(r["start_ns"]), end_ns=int(r["end_ns"]), energy_j=float(r["energy_j"]),
-            mean_w=float(mean) if mean is not None else math.nan, n_samples=int(r["n_samples"]),
-            coverage=float(r["coverage"]),
-        )
+        return _reading(r)
+
+    def windows(self, spans_ns: list[tuple[int, ...]], wait_s: float = 2.0,
+                edge_slack_s: float = 0.0) -> list[EnergyReading]:
+        """Several windows ``(start_ns, end_ns, inner_ns...)`` in one request, answered once the latest end is
+        covered (or ``wait_s`` passed); inner instants and ``edge_slack_s`` (the stamps' uncertainty) shape the
+        windows' edge terms."""
+        r = self.call("windows", extra_timeout_s=wait_s, spans_ns=[[int(x) for x in span] for span in spans_ns],
+                      wait_s=float(wait_s), edge_slack_s=float(edge_slack_s))
+        return [_reading(w) for w in r["windows"]]
 
     def energy_details(self, start_ns: int, end_ns: int, wait_s: float = 2.0) -> dict[str, Any]:
         """The full reply, gaps included (``gaps_ns``: uncovered intervals inside the window)."""
@@ -166,6 +170,15 @@ class MeterClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _reading(r: dict[str, Any]) -> EnergyReading:
+    mean = r["mean_w"]
+    return EnergyReading(
+        start_ns=int(r["start_ns"]), end_ns=int(r["end_ns"]), energy_j=float(r["energy_j"]),
+        mean_w=float(mean) if mean is not None else math.nan, n_samples=int(r["n_samples"]),
+        coverage=float(r["coverage"]), edge_j=float(r.get("edge_j", 0.0)), edge_w=float(r.get("edge_w", 0.0)),
+    )
 
 
 def connect(socket_path: str, timeout_s: float = 15.0) -> MeterClient:

@@ -420,29 +420,48 @@ class Connection:
 # -- handlers (one per op) ---------------------------------------------------------------------------------------
 
 
-@handler("energy")
-def _energy(daemon: Daemon, conn: Connection, req: P.EnergyRequest) -> dict:
+def _wait_past(daemon: Daemon, end_ns: int, wait_s: float) -> float:
+    """Block (on the buffer's condition, no polling) until a sample at or after ``end_ns`` is held, at most
+    ``wait_s``; returns the seconds waited."""
     buf = daemon.buffer
     t_wait = time.monotonic()
-    deadline = t_wait + req.wait_s
+    deadline = t_wait + wait_s
     with buf.cond:
         while not daemon.stop_event.is_set():
             newest = buf._newest_locked()
-            if newest is not None and newest >= req.end_ns:
+            if newest is not None and newest >= end_ns:
                 break
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             buf.cond.wait(remaining)
-    w = buf.window(req.start_ns, req.end_ns)
+    return round(time.monotonic() - t_wait, 6)
+
+
+def _window_result(buf: RingBuffer, start_ns: int, end_ns: int, waited_s: float, edge_slack_s: float = 0.0,
+                   inner_ns: tuple[int, ...] = ()) -> dict:
+    w = buf.window(start_ns, end_ns, int(edge_slack_s * 1e9), inner_ns)
     mean = w.mean_w
     result = P.EnergyResult(
         start_ns=w.start_ns, end_ns=w.end_ns, energy_j=w.energy_j, mean_w=None if mean != mean else mean,
         n_samples=w.n_samples, coverage=w.coverage, gaps_ns=[list(g) for g in w.gaps_ns[:100]],
-        newest_ns=buf.newest_ns(), waited_s=round(time.monotonic() - t_wait, 6),
+        newest_ns=buf.newest_ns(), waited_s=waited_s, edge_j=w.edges.edge_j, edge_w=w.edges.edge_w,
     )
     log.debug("energy [%d, %d] -> %.6f J coverage %.4f", w.start_ns, w.end_ns, w.energy_j, w.coverage)
     return vars(result)
+
+
+@handler("energy")
+def _energy(daemon: Daemon, conn: Connection, req: P.EnergyRequest) -> dict:
+    waited = _wait_past(daemon, req.end_ns, req.wait_s)
+    return _window_result(daemon.buffer, req.start_ns, req.end_ns, waited, req.edge_slack_s)
+
+
+@handler("windows")
+def _windows(daemon: Daemon, conn: Connection, req: P.WindowsRequest) -> dict:
+    waited = _wait_past(daemon, max(span[1] for span in req.spans_ns), req.wait_s)
+    return {"windows": [_window_result(daemon.buffer, a, b, waited, req.edge_slack_s, tuple(inner))
+                        for a, b, *inner in req.spans_ns]}
 
 
 @handler("samples")

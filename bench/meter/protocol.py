@@ -34,7 +34,8 @@ INTERNAL = "internal"
 SHUTTING_DOWN = "shutting_down"
 
 MAX_SAMPLE_POINTS = 1500  # ~40 bytes a point keeps a samples reply under MAX_LINE_BYTES
-OPS = ("hello", "energy", "samples", "stats", "info", "mark", "stream")
+MAX_SPANS = 8  # windows per ``windows`` request (an answer needs three)
+OPS = ("hello", "energy", "windows", "samples", "stats", "info", "mark", "stream")
 
 
 class ProtocolError(MeterError):
@@ -82,7 +83,19 @@ class EnergyRequest:
     start_ns: int
     end_ns: int
     wait_s: float = 2.0
+    edge_slack_s: float = 0.0  # how far a window edge's true instant may be from its stamp (bounds only)
     op: str = "energy"
+
+
+@dataclass(frozen=True)
+class WindowsRequest:
+    """Several windows in one round trip (an answer's whole, prefill and decode windows): one wake-up, not three."""
+
+    id: int
+    spans_ns: list[list[int]]  # [[start_ns, end_ns, inner_ns...], ...]
+    wait_s: float = 2.0
+    edge_slack_s: float = 0.0
+    op: str = "windows"
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,7 @@ class StreamRequest:
     op: str = "stream"
 
 
-Request = EnergyRequest | SamplesRequest | StatsRequest | InfoRequest | MarkRequest | StreamRequest
+Request = EnergyRequest | WindowsRequest | SamplesRequest | StatsRequest | InfoRequest | MarkRequest | StreamRequest
 
 
 @dataclass(frozen=True)
@@ -158,7 +171,9 @@ class EndEvent:
 
 @dataclass(frozen=True)
 class EnergyResult:
-    """The ``energy`` reply: ``mean_w`` is over the covered part (None when nothing is covered)."""
+    """The ``energy`` reply (and each window of a ``windows`` reply): ``energy_j`` and ``mean_w`` are over the covered
+    part (``mean_w`` None when nothing is covered); ``edge_j``/``edge_w`` are the sampling error at the two edges and
+    the power change there (see ``buffer.EdgeSampling``)."""
 
     start_ns: int
     end_ns: int
@@ -169,6 +184,8 @@ class EnergyResult:
     gaps_ns: list[list[int]] = field(default_factory=list)
     newest_ns: int | None = None
     waited_s: float = 0.0
+    edge_j: float = 0.0
+    edge_w: float = 0.0
 
 
 # -- codec ----------------------------------------------------------------------------------------------------
@@ -273,6 +290,48 @@ def decode_hello(line: bytes, expect_role: str) -> Hello:
     return Hello(role=role, software=str(software)[:80] if software is not None else "unknown")
 
 
+def _check_span(start: int, end: int) -> None:
+    if end < start:
+        raise ProtocolError(BAD_REQUEST, f"window end_ns {end} is before start_ns {start}")
+
+
+def _span(obj: Mapping[str, Any]) -> tuple[int, int]:
+    start, end = _int(obj, "start_ns"), _int(obj, "end_ns")
+    assert start is not None and end is not None
+    _check_span(start, end)
+    return start, end
+
+
+def _seconds(obj: Mapping[str, Any], key: str, default: float) -> float:
+    """An optional duration field within [0, MAX_WAIT_S] seconds."""
+    value = _float(obj, key, default)
+    assert value is not None
+    if not 0.0 <= value <= MAX_WAIT_S:
+        raise ProtocolError(BAD_REQUEST, f"{key} must be within [0, {MAX_WAIT_S}], got {value}")
+    return value
+
+
+def _spans(value: Any) -> list[list[int]]:
+    """``spans_ns``: 1..MAX_SPANS lists ``[start_ns, end_ns, inner_ns...]`` of 64-bit integers, each end at or after
+    its start, with at most MAX_SPANS inner instants (where power changes inside the window) between them."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_SPANS:
+        raise ProtocolError(BAD_REQUEST, f"field 'spans_ns' must be a list of 1 to {MAX_SPANS} "
+                                         "[start_ns, end_ns, inner_ns...] lists")
+    spans = []
+    for k, span in enumerate(value):
+        if not isinstance(span, list) or not 2 <= len(span) <= 2 + MAX_SPANS:
+            raise ProtocolError(BAD_REQUEST, f"spans_ns[{k}] must be [start_ns, end_ns] plus at most {MAX_SPANS} "
+                                             "inner instants")
+        stamps = [_int({f"spans_ns[{k}]": v}, f"spans_ns[{k}]") for v in span]
+        start, end = stamps[0], stamps[1]
+        assert start is not None and end is not None
+        _check_span(start, end)
+        if any(not start <= x <= end for x in stamps[2:]):  # type: ignore[operator]
+            raise ProtocolError(BAD_REQUEST, f"spans_ns[{k}]: inner instants must lie within [start_ns, end_ns]")
+        spans.append(stamps)
+    return spans
+
+
 def decode_request(line: bytes) -> Request:
     """Parse one request line; anything malformed raises ``ProtocolError`` with a code and a sentence."""
     obj = _load(line)
@@ -282,20 +341,12 @@ def decode_request(line: bytes) -> Request:
     rid = _int(obj, "id")
     assert rid is not None
     if op == "energy":
-        start, end = _int(obj, "start_ns"), _int(obj, "end_ns")
-        assert start is not None and end is not None
-        if end < start:
-            raise ProtocolError(BAD_REQUEST, f"window end_ns {end} is before start_ns {start}")
-        wait = _float(obj, "wait_s", 2.0)
-        assert wait is not None
-        if not 0.0 <= wait <= MAX_WAIT_S:
-            raise ProtocolError(BAD_REQUEST, f"wait_s must be within [0, {MAX_WAIT_S}], got {wait}")
-        return EnergyRequest(rid, start, end, wait)
+        return EnergyRequest(rid, *_span(obj), _seconds(obj, "wait_s", 2.0), _seconds(obj, "edge_slack_s", 0.0))
+    if op == "windows":
+        return WindowsRequest(rid, _spans(obj.get("spans_ns")), _seconds(obj, "wait_s", 2.0),
+                              _seconds(obj, "edge_slack_s", 0.0))
     if op == "samples":
-        start, end = _int(obj, "start_ns"), _int(obj, "end_ns")
-        assert start is not None and end is not None
-        if end < start:
-            raise ProtocolError(BAD_REQUEST, f"window end_ns {end} is before start_ns {start}")
+        start, end = _span(obj)
         points = _int(obj, "max_points", required=False)
         points = 1000 if points is None else points
         if not 1 <= points <= MAX_SAMPLE_POINTS:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bench.catalog import precision_group
-from bench.report.metrics import DATASETS, IDENTITY, METRICS, answered, derive
+from bench.report.metrics import COUNT_FLAGS, DATASETS, IDENTITY, METRICS, answered, derive, drop_partial_bounds
 from bench.report.stats import Estimate, Z, mean_of, pooled, t_half
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def cells(frame: pd.DataFrame) -> pd.DataFrame:
     means = grouped[metric_cols].mean()
     sds = grouped[metric_cols].std(ddof=1)
     ns = grouped[metric_cols].count()
-    flags = grouped[["prefill_low_conf", "decode_low_conf"]].sum()
+    flags = grouped[list(COUNT_FLAGS)].sum()
     # Identity and counts from every row, so a cell whose answers all failed still has its base and quant.
     all_rows = frame.assign(_ok=answered(frame))
     for col in IDENTITY:
@@ -70,12 +70,13 @@ def cells(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat(parts, axis=1)
     out = out.join(raw.rename(columns={"size": "n_rows", "sum": "n_answers"}), how="left")
     out["n_failed"] = out["n_rows"] - out["n_answers"]
-    out["prefill_low_conf_n"] = flags["prefill_low_conf"].reindex(out.index).fillna(0).astype(int)
-    out["decode_low_conf_n"] = flags["decode_low_conf"].reindex(out.index).fillna(0).astype(int)
+    for flag in COUNT_FLAGS:
+        out[f"{flag}_n"] = flags[flag].reindex(out.index).fillna(0).astype(int)
     out = out.reset_index()
     out = _fill_identity(out)
     for m in metric_cols:
         out[f"{m}_n"] = out[f"{m}_n"].fillna(0).astype(int)
+    drop_partial_bounds(out)
     log.info("aggregated %d answers into %d cells", len(derived), len(out))
     return out
 
@@ -188,15 +189,16 @@ def _triples(block: pd.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray, 
     )
 
 
-def table4(cells_: pd.DataFrame) -> pd.DataFrame:
-    """Energy per token by base: mean (over models of the 5-dataset mean) and the mean within-cell sd."""
+def table4(cells_: pd.DataFrame, metric: str = "j_per_token") -> pd.DataFrame:
+    """Energy per token by base: mean (over models of the 5-dataset mean) and the mean within-cell sd (``metric``
+    is another per-token column, e.g. its error bound, through the same averaging)."""
     pc = paper_cells(cells_)
-    per_model = model_all(cells_, "j_per_token")
+    per_model = model_all(cells_, metric)
     out = []
     for b in _ordered(pc["base"], ()):
         block = pc[pc["base"] == b]
         est = mean_of([per_model[m] for m in block["model"].unique()])
-        sd = float(block["j_per_token_sd"].mean())
+        sd = float(block[f"{metric}_sd"].mean())
         out.append({"table": "t4", "row": "j_per_token", "col": b, "stat": "mean", "value": est.mean,
                     "half": est.half, "n": est.n})
         out.append({"table": "t4", "row": "j_per_token", "col": b, "stat": "sd", "value": sd,

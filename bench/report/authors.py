@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench.catalog import precision_group
-from bench.report.metrics import METRICS
+from bench.report.metrics import COUNT_FLAGS, METRICS
 from bench.report.traces import AnswerTrace
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,11 @@ answer is off by at most 0.05 (J or s) and so is any mean of them (J/token: 0.05
 FRAME_COLUMNS = [
     "run_id", "model", "base", "quant", "precision_group", "family", "parameter_size", "size_bytes", "dataset",
     "item_id", "status", "reason", "correct",
-    "score_mode", "energy_j", "energy_raw_j", "idle_w", "mean_w", "coverage", "n_samples", "prefill_energy_j",
-    "prefill_energy_raw_j", "prefill_coverage", "prefill_n_samples", "decode_energy_j", "decode_energy_raw_j",
-    "decode_coverage", "decode_n_samples", "eval_count", "prompt_eval_count", "total_s", "load_s", "prompt_eval_s",
-    "eval_s", "host_total_s", "ttft_s", "decode_s", "t_send_ns", "t_last_ns",
+    "score_mode", "energy_j", "energy_raw_j", "idle_w", "mean_w", "coverage", "n_samples", "energy_bound_j",
+    "energy_reason", "prefill_energy_j", "prefill_energy_raw_j", "prefill_coverage", "prefill_n_samples",
+    "prefill_energy_bound_j", "prefill_energy_reason", "decode_energy_j", "decode_energy_raw_j", "decode_coverage",
+    "decode_n_samples", "decode_energy_bound_j", "decode_energy_reason", "eval_count", "prompt_eval_count", "total_s",
+    "load_s", "prompt_eval_s", "eval_s", "host_total_s", "ttft_s", "decode_s", "t_send_ns", "t_last_ns",
 ]
 """The answers-frame columns of docs/internals.md, in that order."""
 
@@ -105,7 +106,7 @@ def load_authors_cells(path: Path) -> pd.DataFrame:
                 continue
             n = int(a["n"])
             row = {**_identity(m, data.get("meta", {})), "dataset": ds, "n_rows": n, "n_answers": n, "n_failed": 0,
-                   "prefill_low_conf_n": 0, "decode_low_conf_n": 0}
+                   **{f"{flag}_n": 0 for flag in COUNT_FLAGS}}
             for metric in METRICS:
                 row[metric], row[f"{metric}_sd"], row[f"{metric}_n"] = math.nan, math.nan, 0
             for key, metric in AGG_METRICS.items():

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ResultsError
-from bench.report import aggregate, compare, numbers, pareto, phases, plots, render, roofline
+from bench.report import aggregate, compare, energy_bounds, numbers, pareto, phases, plots, render, roofline
 from bench.report.published import load_published
 from bench.report.traces import as_trace
 
@@ -91,7 +91,8 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
         raise ResultsError("no answers to report: the answers frame has no rows; run `bench run` first")
     tables = aggregate.paper_tables(cells_)
     metrics = ["accuracy", "energy_j", "j_per_token", "tokens", "latency_s", "tokens_per_s", "prefill_s", "gen_s",
-               "load_s", "j_per_prompt_token", "j_per_gen_token_decode", "prefill_energy_share"]
+               "load_s", "j_per_prompt_token", "j_per_gen_token_decode", "prefill_energy_share", "energy_bound_j",
+               "j_per_token_bound", "j_per_prompt_token_bound", "j_per_gen_token_decode_bound"]
     summary = aggregate.model_summary(cells_, metrics)
     fronts_ = pareto.fronts(cells_)
     phase_tab = phases.phase_table(cells_)
@@ -100,6 +101,7 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
     if failed:
         notes.append(f"{failed} of {int(cells_['n_rows'].sum())} answers ended without a recorded answer (timeout, "
                      "error or skipped); they are counted in cells.csv and left out of every mean.")
+    notes += energy_bounds.notes(cells_, run_info.get("meter uncertainty"))
     if source == "supplied":
         notes.append(f"Tables and per-model values come from supplied per-(model, dataset) aggregates; the answers "
                      f"frame reproduces them within {tolerance_abs} (recorded in numbers.json).")
@@ -113,7 +115,8 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
     figures = _figures(cells_, tables, fronts_, traces, report_dir / "plots") if plots else []
     data = render.ReportData(run_info=dict(run_info), cells=cells_, tables=tables, summary=summary, fronts=fronts_,
                              phases=phase_tab, phase_note=phases.jpt_vs_decode_note(phase_tab), figures=figures,
-                             comparison=comparison, claims=claims, roofline=roof, notes=notes)
+                             comparison=comparison, claims=claims, roofline=roof, notes=notes,
+                             energy_marks=energy_bounds.marks(cells_))
     table_paths = _write_tables(data, report_dir / "tables")
     nums = numbers.key_numbers(cells_, frame, cells_source=source, tolerance_abs=tolerance_abs)
     numbers_path = numbers.write_numbers(nums, report_dir)

@@ -84,7 +84,13 @@ def compare_long(ours: pd.DataFrame, theirs: pd.DataFrame) -> pd.DataFrame:
     return out[COMPARE_COLUMNS]
 
 
-def _members(models: dict[str, tuple[str, str, frozenset]], table: str, row: str, col: str) -> set[str]:
+def models_of(cells_: pd.DataFrame) -> dict[str, tuple[str, str, frozenset]]:
+    """Each model of the cells with its base, precision group and datasets (the input of ``table_members``)."""
+    return {m: (blk["base"].iloc[0], blk["precision_group"].iloc[0], frozenset(blk["dataset"]))
+            for m, blk in cells_.groupby("model")}
+
+
+def table_members(models: dict[str, tuple[str, str, frozenset]], table: str, row: str, col: str) -> set[str]:
     """The models a table cell averages over: ``models`` maps tag -> (base, precision group, datasets)."""
     if table == "t10":
         return {m for m, (_, _, ds) in models.items() if col in ds}
@@ -98,13 +104,13 @@ def _members(models: dict[str, tuple[str, str, frozenset]], table: str, row: str
 def _mark_partial(out: pd.DataFrame, cells_: pd.DataFrame, pub: dict) -> pd.DataFrame:
     """A table cell averaging over other models (or fewer datasets) than the paper's is ``partial``, not judged."""
     theirs = {t: (m["base"], precision_group(m["quant"]), frozenset(m["datasets"])) for t, m in pub["models"].items()}
-    ours = {m: (b.iloc[0], g.iloc[0], frozenset(d)) for m, (b, g, d) in
-            ((m, (blk["base"], blk["precision_group"], blk["dataset"])) for m, blk in cells_.groupby("model"))}
+    ours = models_of(cells_)
     status = out["status"].copy()
     for i, r in out.iterrows():
         if r["status"] == "not run":
             continue
-        mine, paper = _members(ours, r["table"], r["row"], r["col"]), _members(theirs, r["table"], r["row"], r["col"])
+        mine = table_members(ours, r["table"], r["row"], r["col"])
+        paper = table_members(theirs, r["table"], r["row"], r["col"])
         complete = all(theirs[m][2] <= ours[m][2] for m in paper & mine) or r["table"] == "t10"
         if mine != paper or not complete:
             status[i] = "partial"

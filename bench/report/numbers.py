@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.report import energy_bounds
 from bench.report.aggregate import cells as cells_of, model_summary, paper_tables
 from bench.report.pareto import fronts
+from bench.report.phases import phase_table
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +28,22 @@ REL_EPS = 1e-9
 
 def key_numbers(cells_: pd.DataFrame, frame: pd.DataFrame, *, cells_source: str = "frame",
                 tolerance_abs: float = 0.0) -> dict:
-    """The numbers a reader quotes: Tables 4/5/9/10, each model's "all" values, the fronts, the answer counts."""
+    """The numbers a reader quotes: Tables 4/5/9/10, each model's "all" values, the fronts, the answer counts, and
+    the coverage counts and error bounds behind every energy figure (``energy_bounds.key_values``)."""
     values: dict[str, float | None] = {}
     for _, r in paper_tables(cells_).iterrows():
         values[f"{r['table']}/{r['row']}/{r['col']}/{r['stat']}"] = _num(r["value"])
     for _, r in model_summary(cells_, KEY_METRICS).iterrows():
         for m in KEY_METRICS:
             values[f"model/{r['model']}/{m}"] = _num(r[m])
+    for key, value in energy_bounds.key_values(cells_, phase_table(cells_)).items():
+        values[key] = _num(value)
     return {
         "schema": SCHEMA,
         "cells_source": cells_source,
         "tolerance_abs": tolerance_abs,
         "n_rows": int(len(frame)),
+        "energy_rule": energy_bounds.RULE,
         "values": values,
         "fronts": {k: sorted(v) for k, v in fronts(cells_).items()},
     }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bench.report.compare import TOLERANCE_NOTE, Claim
-from bench.report.metrics import MIN_PHASE_SAMPLES
+from bench.report.metrics import BOUND_TOL, COVERAGE_MIN
 from bench.report.plots import Figure
 from bench.report.stats import CI_METHOD
 
@@ -32,8 +32,14 @@ DEFINITIONS = [
     "Accuracy: mean of correct over scored, recorded answers (timeouts and errors are counted, not scored).",
     "\"all\": unweighted mean over the five datasets. Table 5 and Table 4: mean over the group's (base's) models "
     "of each model's 5-dataset mean; Table 4's ± is the mean within-cell sd. Tables 9 and 10: pooled over answers.",
+    f"Energy windows: an answer's energy enters the means only when the meter saw at least {COVERAGE_MIN:.0%} of "
+    f"its window (idle is subtracted over the measured time); excluded and partially measured answers are counted "
+    f"next to each affected figure.",
+    "\"meter ±\": the error bound of an energy figure (sampling of the power change at each window edge + the "
+    "meter's declared gain, offset and time-stamp uncertainty), averaged like the figure itself.",
     f"Per-phase: prefill = [send, first token], decode = [first token, last token]; a cell's phase value is "
-    f"low-confidence when most of its windows hold fewer than {MIN_PHASE_SAMPLES} meter samples.",
+    f"flagged when its error bound allows an error above {BOUND_TOL:.0%} of the true value (bound > "
+    f"{BOUND_TOL:g} x (value - bound)).",
 ]
 
 
@@ -53,6 +59,7 @@ class ReportData:
     claims: list[Claim] = field(default_factory=list)
     roofline: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    energy_marks: dict = field(default_factory=dict)  # (table, row, col) or ("model", tag, metric) -> bound/coverage
 
 
 def fmt(value, half=math.nan, n=None, digits: int = 2) -> str:
@@ -77,8 +84,9 @@ def _theirs(comparison: pd.DataFrame | None) -> dict:
     return {(r.table, r.row, r.col, r.stat): r.theirs for r in comparison.itertuples()}
 
 
-def table_grid(tables: pd.DataFrame, name: str, comparison: pd.DataFrame | None) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of one paper table with CI, n and the published value."""
+def table_grid(tables: pd.DataFrame, name: str, comparison: pd.DataFrame | None,
+               marks: dict | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one paper table with CI, n, the energy marks (bound, coverage) and the published value."""
     t = tables[tables["table"] == name]
     theirs = _theirs(comparison)
     rows = list(dict.fromkeys(t["row"]))
@@ -95,6 +103,8 @@ def table_grid(tables: pd.DataFrame, name: str, comparison: pd.DataFrame | None)
             for _, h in hit.iterrows():
                 label = "" if h["stat"] == "mean" else f"{h['stat']} "
                 text = label + fmt(h["value"], h["half"], h["n"] if h["stat"] == "mean" else None)
+                if h["stat"] == "mean" and (mark := (marks or {}).get((name, r, c))):
+                    text += " " + mark
                 pub = theirs.get((name, r, c, h["stat"]))
                 if pub is not None and pub == pub:
                     text += f" [paper {pub:.2f}]"
@@ -137,25 +147,46 @@ def comparison_counts(comparison: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-def summary_rows(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def summary_rows(summary: pd.DataFrame, marks: dict | None = None) -> tuple[list[str], list[list[str]]]:
     metrics = ["accuracy", "energy_j", "j_per_token", "latency_s", "tokens_per_s"]
     header = ["model", "datasets", "answers"] + metrics
-    rows = [[r["model"], str(r["n_datasets"]), str(r["n_answers"])]
-            + [fmt(r[m], r[f"{m}_half"], digits=3 if m == "accuracy" else 2) for m in metrics]
+    marks = marks or {}
+
+    def cell(r, m: str) -> str:
+        text = fmt(r[m], r[f"{m}_half"], digits=3 if m == "accuracy" else 2)
+        mark = marks.get(("model", r["model"], m))
+        return f"{text} {mark}" if mark else text
+
+    rows = [[r["model"], str(r["n_datasets"]), str(r["n_answers"])] + [cell(r, m) for m in metrics]
             for _, r in summary.iterrows()]
     return header, rows
 
 
+def _bounded(value, bound, digits: int) -> str:
+    """``0.0123 (bound ±0.0004)``: a per-token cost with its error bound (``bound unknown`` when there is none)."""
+    text = fmt(value, digits=digits)
+    if text == "–":
+        return text
+    return text + (f" (bound ±{bound:.{digits}f})" if bound == bound else " (bound unknown)")
+
+
+def phase_verdict(r) -> str:
+    """``ok``, or which phase values are flagged by their bound, and the windows left out for coverage."""
+    flagged = [p for p in ("prefill", "decode") if r[f"{p}_flagged"]]
+    text = f"bound allows > {BOUND_TOL:.0%}: " + ", ".join(flagged) if flagged else "ok"
+    excluded = [f"{int(r[f'{p}_excluded_n'])} {p}" for p in ("prefill", "decode") if r[f"{p}_excluded_n"]]
+    return text + (f"; excl. (coverage < {COVERAGE_MIN:g}): " + ", ".join(excluded) if excluded else "")
+
+
 def phase_rows(phases: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    header = ["model", "dataset", "J/prompt token (prefill)", "J/gen token (decode)", "share before 1st token",
+    header = ["model", "dataset", "J/prompt token (prefill)", "J/output token (decode)", "share before 1st token",
               "paper J/token", "host - backend total (s)", "host - backend TTFT (s)", "confidence"]
     rows = []
     for _, r in phases.iterrows():
-        low = [p for p, flag in (("prefill", r["prefill_low_conf"]), ("decode", r["decode_low_conf"])) if flag]
-        rows.append([r["model"], r["dataset"], fmt(r["j_per_prompt_token"], digits=4),
-                     fmt(r["j_per_gen_token_decode"], digits=3), fmt(r["prefill_energy_share"], digits=3),
-                     fmt(r["j_per_token"], digits=3), fmt(r["host_gap_s"], digits=3), fmt(r["ttft_gap_s"], digits=3),
-                     "low: " + ", ".join(low) if low else "ok"])
+        rows.append([r["model"], r["dataset"], _bounded(r["j_per_prompt_token"], r["j_per_prompt_token_bound"], 4),
+                     _bounded(r["j_per_gen_token_decode"], r["j_per_gen_token_decode_bound"], 4),
+                     fmt(r["prefill_energy_share"], digits=3), fmt(r["j_per_token"], digits=3),
+                     fmt(r["host_gap_s"], digits=3), fmt(r["ttft_gap_s"], digits=3), phase_verdict(r)])
     return header, rows
 
 
@@ -189,7 +220,7 @@ def render_html(d: ReportData) -> str:
         parts.append(_html_table(["claim", "published", "ours", "verdict", "deciding numbers"], claim_rows(d.claims)))
     parts.append("<h2>The paper's tables</h2>")
     for name in ("t4", "t5", "t9", "t10"):
-        header, rows = table_grid(d.tables, name, d.comparison)
+        header, rows = table_grid(d.tables, name, d.comparison, d.energy_marks)
         parts.append(f"<h3>{html.escape(TITLES[name])}</h3>" + _html_table(header, rows))
     parts.append("<h2>Figures</h2>")
     for f in d.figures:
@@ -197,7 +228,7 @@ def render_html(d: ReportData) -> str:
         parts.append(f"<figure><img alt='{html.escape(f.name)}' src='data:image/png;base64,{data}'>"
                      f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
     parts.append("<h2>Per-model results (mean over datasets, 95% CI)</h2>")
-    parts.append(_html_table(*summary_rows(d.summary)))
+    parts.append(_html_table(*summary_rows(d.summary, d.energy_marks)))
     parts.append("<h2>Pareto fronts (accuracy vs energy per answer)</h2>")
     parts.append(_html_table(["dataset", "models on the front"], [[k, ", ".join(v)] for k, v in d.fronts.items()]))
     parts.append("<h2>Per-phase energy</h2>" + f"<p class='note'>{html.escape(d.phase_note)}</p>")
@@ -231,13 +262,13 @@ def render_markdown(d: ReportData, plots_rel: str = "plots") -> str:
         out += ["## Headline claims", "", _md_table(["claim", "published", "ours", "verdict", "deciding"],
                                                     claim_rows(d.claims)), ""]
     for name in ("t4", "t5", "t9", "t10"):
-        out += [f"## {TITLES[name]}", "", _md_table(*table_grid(d.tables, name, d.comparison)), ""]
+        out += [f"## {TITLES[name]}", "", _md_table(*table_grid(d.tables, name, d.comparison, d.energy_marks)), ""]
     if d.comparison is not None:
         out += ["## Ours vs published", "", TOLERANCE_NOTE + ".", "",
                 _md_table(COUNT_HEADER, comparison_counts(d.comparison)), ""]
-    out += ["## Per-model results", "", _md_table(*summary_rows(d.summary)), ""]
+    out += ["## Per-model results", "", _md_table(*summary_rows(d.summary, d.energy_marks)), ""]
     out += ["## Pareto fronts", ""] + [f"- **{k}**: {', '.join(v)}" for k, v in d.fronts.items()] + [""]
-    out += ["## Per-phase energy", "", d.phase_note, ""]
+    out += ["## Per-phase energy", "", d.phase_note, "", _md_table(*phase_rows(d.phases)), ""]
     if d.roofline is not None:
         out += [f"## Decode rate vs memory-bandwidth roofline ({info.get('memory_bandwidth_gb_s')} GB/s)", "",
                 "max tokens/s = bandwidth / model bytes (every weight read once per token).", "",

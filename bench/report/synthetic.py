@@ -48,6 +48,13 @@ def synthetic_frame(n_answers: int = 26_251, seed: int = 0, models: list | None 
     decode_w = rng.normal(3.3, 0.2, n)
     prefill_e = np.clip(prefill_w * ttft_s + rng.normal(0, 0.5, n), 0, None)
     decode_e = np.clip(decode_w * decode_s + rng.normal(0, 0.5, n), 0, None)
+    # Error bounds as bench.energy forms them: the power step at each edge x the worst case of where it fell in the
+    # sample interval holding the edge (up to half a period), plus a 1% gain error on the raw energy.
+    h = rng.uniform(0.0, 0.5 / SAMPLE_HZ, (3, n))
+    step = np.abs(decode_w - prefill_w)
+    prefill_b = prefill_w * h[0] + step * h[1] + 0.01 * (prefill_e + IDLE_W * ttft_s)
+    decode_b = step * h[1] + decode_w * h[2] + 0.01 * (decode_e + IDLE_W * decode_s)
+    answer_b = prefill_w * h[0] + decode_w * h[2] + 0.01 * (prefill_e + decode_e + IDLE_W * (ttft_s + decode_s))
     acc_p = np.array([_ACC.get(ds, 0.3) for ds in ds_arr]) * rng.uniform(0.8, 1.2, n)
     status = np.where(rng.random(n) < failure_rate, "timeout", "ok")
     ok = status == "ok"
@@ -62,11 +69,13 @@ def synthetic_frame(n_answers: int = 26_251, seed: int = 0, models: list | None 
         "correct": np.where(ok, (rng.random(n) < acc_p).astype(float), np.nan), "score_mode": "paper",
         "energy_j": prefill_e + decode_e, "energy_raw_j": prefill_e + decode_e + IDLE_W * (ttft_s + decode_s),
         "idle_w": IDLE_W, "mean_w": IDLE_W + (prefill_e + decode_e) / (ttft_s + decode_s), "coverage": 1.0,
-        "n_samples": np.floor((ttft_s + decode_s) * SAMPLE_HZ),
+        "n_samples": np.floor((ttft_s + decode_s) * SAMPLE_HZ), "energy_bound_j": answer_b, "energy_reason": "",
         "prefill_energy_j": prefill_e, "prefill_energy_raw_j": prefill_e + IDLE_W * ttft_s, "prefill_coverage": 1.0,
-        "prefill_n_samples": np.floor(ttft_s * SAMPLE_HZ),
+        "prefill_n_samples": np.floor(ttft_s * SAMPLE_HZ), "prefill_energy_bound_j": prefill_b,
+        "prefill_energy_reason": "",
         "decode_energy_j": decode_e, "decode_energy_raw_j": decode_e + IDLE_W * decode_s, "decode_coverage": 1.0,
-        "decode_n_samples": np.floor(decode_s * SAMPLE_HZ),
+        "decode_n_samples": np.floor(decode_s * SAMPLE_HZ), "decode_energy_bound_j": decode_b,
+        "decode_energy_reason": "",
         "eval_count": gtok, "prompt_eval_count": ptok.round(), "total_s": total_s, "load_s": load_s,
         "prompt_eval_s": prompt_eval_s, "eval_s": eval_s, "host_total_s": ttft_s + decode_s, "ttft_s": ttft_s,
         "decode_s": decode_s, "t_send_ns": t_send.astype("int64"),

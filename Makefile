@@ -41,4 +41,5 @@ clean:  ## Remove the environment and local results (the wheel cache in $(BENCH_
 	rm -rf $(VENV) results .pytest_cache
 
 include mk/run.mk
+include mk/meter.mk
 -include mk/container.mk

@@ -218,16 +218,14 @@ def preflight(spec, out_root: Path) -> None:
     free = shutil.disk_usage(out_root).free
     if free < MIN_FREE_BYTES:
         raise NightlyFailed(f"disk nearly full: {free / 2**20:.0f} MiB free under {out_root} (need 1 GiB)")
-    if spec.meter.socket:
-        if not Path(spec.meter.socket).exists():
-            raise NightlyFailed(f"meter absent: no daemon socket at {spec.meter.socket} "
-                                f"(start it: systemctl start bench-meter)")
+    if spec.meter.driver is None:
+        from bench.meter.address import resolve
         from bench.meter.client import connect
 
         try:
-            connect(spec.meter.socket).close()
+            connect(resolve(spec.meter.socket)).close()
         except BenchError as exc:
-            raise NightlyFailed(f"meter absent: {exc}") from None
+            raise NightlyFailed(f"meter absent: {exc} (start it: systemctl start edge-llm-bench-meter)") from None
     if spec.backend.kind == "ollama":
         from bench.runner import backend_for
 

@@ -65,7 +65,9 @@ class EnergyReading:
     ``energy_j`` is the raw integral of power over the covered part of the window; ``coverage`` is the fraction of
     the window covered by samples (1.0 = no gaps; 0 when no sample lies inside it); ``n_samples`` counts samples
     inside the window. ``edge_j`` / ``edge_w``: the worst-case sampling error at the two edges and the power change
-    there, from which ``bench.energy`` builds the window's error bound.
+    there, from which ``bench.energy`` builds the window's error bound. For a meter on another machine,
+    ``clock_offset_ns`` is the offset (meter host - this host) used to convert the window and ``clock_bound_ns``
+    the bound on its error; both None for one clock.
     """
 
     start_ns: int
@@ -76,6 +78,8 @@ class EnergyReading:
     coverage: float
     edge_j: float = 0.0
     edge_w: float = 0.0
+    clock_offset_ns: int | None = None
+    clock_bound_ns: int | None = None
 
     @property
     def duration_s(self) -> float:

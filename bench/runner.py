@@ -14,7 +14,6 @@ import logging
 import re
 import signal
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ from bench.catalog import ModelEntry
 from bench.datasets import DataSource, load_items
 from bench.energy import MeterUncertainty
 from bench.errors import ResultsError
-from bench.meter.client import MeterClient, connect
+from bench.meter.address import resolve
+from bench.meter.client import MeterClient, MeterUnavailable, connect
 from bench.meter.local import spawn_daemon
 from bench.prompts import render
 from bench.records import Completion, EnergyReading, IdleBaseline, Item, sha256_text
@@ -100,39 +100,46 @@ def items_of(spec: Spec, tasks: list[Task]) -> dict[str, list[Item]]:
 
 @contextlib.contextmanager
 def open_meter(spec: Spec, out_dir: Path) -> Iterator[MeterClient]:
-    """The host daemon named by the spec, or a local daemon started for this run (its raw log kept in out/meter)."""
-    if spec.meter.socket:
-        client = connect(spec.meter.socket)
-        try:
+    """A local daemon started for this run when the spec names a driver (its raw log kept in out/meter), else the
+    daemon at the resolved address: the spec's ``meter.socket``, then $BENCH_METER_SOCKET, then the default."""
+    if spec.meter.driver is None:
+        with connect(resolve(spec.meter.socket)) as client:
             yield client
-        finally:
-            client.close()
         return
     log_dir = out_dir / "meter"
     log_dir.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-meter-") as tmp:  # short path: Unix sockets allow ~100 bytes
-        sock = str(Path(tmp) / "meter.sock")
-        with spawn_daemon(spec.meter.driver, spec.meter.options, sock, log_dir=log_dir):
-            client = connect(sock)
-            try:
-                yield client
-            finally:
-                client.close()
+    with spawn_daemon(spec.meter.driver, spec.meter.options, log_dir=log_dir) as daemon, daemon.connect() as client:
+        yield client
+
+
+IDLE_CHUNK_S = 60  # the idle window is asked a minute at a time: the daemon keeps minutes, not the paper's 104
 
 
 def measure_idle(meter: MeterClient, duration_s: float, *, sleep=time.sleep) -> IdleBaseline:
-    """Mean and sd of idle power: the window's energy over its length, sd over 1-second sub-windows."""
-    start = time.monotonic_ns()
-    sleep(duration_s)
-    end = time.monotonic_ns()
-    whole = meter.energy(start, end)
+    """Mean and sd of idle power: covered energy over covered time, sd over 1-second sub-windows. Asked chunk by
+    chunk as the idle period goes, so it works whatever the daemon's query horizon."""
     step = 1_000_000_000
-    per_second = [meter.energy(t, t + step).mean_w for t in range(start, end - step + 1, step)]
+    start = time.monotonic_ns()
+    end = start + int(duration_s * 1e9)
+    energy_j = covered_s = 0.0
+    n_samples = 0
+    per_second: list[float] = []
+    chunk_start = start
+    while chunk_start < end:
+        chunk_end = min(chunk_start + IDLE_CHUNK_S * step, end)
+        sleep(max((chunk_end - time.monotonic_ns()) / 1e9, 0.0))
+        chunk = meter.energy(chunk_start, chunk_end)
+        energy_j += chunk.energy_j
+        covered_s += chunk.duration_s * chunk.coverage
+        n_samples += chunk.n_samples
+        seconds = [meter.energy(t, t + step) for t in range(chunk_start, chunk_end - step + 1, step)]
+        per_second += [r.mean_w for r in seconds if r.coverage > 0]
+        chunk_start = chunk_end
+    mean_w = energy_j / covered_s if covered_s > 0 else float("nan")
     sd = statistics.stdev(per_second) if len(per_second) > 1 else 0.0
     log.info("idle baseline: %.3f W (sd %.3f) over %.0f s, %d samples, coverage %.3f",
-             whole.mean_w, sd, duration_s, whole.n_samples, whole.coverage)
-    return IdleBaseline(mean_w=whole.mean_w, sd_w=sd, n_samples=whole.n_samples, start_ns=start, end_ns=end,
-                        source="measured")
+             mean_w, sd, duration_s, n_samples, covered_s / duration_s if duration_s else 0.0)
+    return IdleBaseline(mean_w=mean_w, sd_w=sd, n_samples=n_samples, start_ns=start, end_ns=end, source="measured")
 
 
 def idle_baseline(spec: Spec, db, run_id: str, meter: MeterClient) -> IdleBaseline:
@@ -161,6 +168,23 @@ def meter_windows(meter: MeterClient, c: Completion, edge_slack_s: float = 0.0) 
     return dict(zip(spans, meter.windows(list(spans.values()), edge_slack_s=edge_slack_s)))
 
 
+def unmetered_windows(c: Completion) -> dict[str, EnergyReading]:
+    """The windows of an answer the meter could not be asked about: nothing covered (coverage 0), never padded."""
+    spans = {"answer": (c.t_send_ns, c.t_last_token_ns)}
+    if c.t_first_token_ns is not None:
+        spans.update(prefill=(c.t_send_ns, c.t_first_token_ns), decode=(c.t_first_token_ns, c.t_last_token_ns))
+    return {k: EnergyReading(a, b, 0.0, float("nan"), 0, 0.0) for k, (a, b) in spans.items()}
+
+
+def record_outages(db, run_id: str, meter: MeterClient, *, ending: bool = False) -> None:
+    """One run event per meter outage that ended (and, when the run ends, the one still going)."""
+    outages = meter.outages() + ([meter.current_outage] if ending and meter.current_outage else [])
+    for o in outages:
+        detail = {"lost_ns": o.lost_ns, "restored_ns": o.restored_ns, "reason": o.reason, "attempts": o.attempts,
+                  "seconds": round(((o.restored_ns or time.monotonic_ns()) - o.lost_ns) / 1e9, 3)}
+        results.add_event(db, run_id, "meter-outage", json.dumps(detail, sort_keys=True))
+
+
 def _mark_label(task: Task) -> str:
     """``model dataset/item`` in the characters a meter label allows, short enough for the protocol."""
     text = f"{task.model.tag} {task.item.dataset}/{task.item.item_id}"
@@ -173,20 +197,29 @@ def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: f
     temp_before, thr_before = temperature_c(), throttled()
     status, reason, completion = "ok", "", None
     label = _mark_label(task)
-    meter.mark(f"answer-begin {label}")  # answer boundaries in the meter's raw log (and the sim's busy mode)
+    try:  # answer boundaries in the meter's raw log (and the sim's busy mode); an absent meter loses only marks
+        meter.mark(f"answer-begin {label}")
+    except MeterUnavailable as exc:
+        log.warning("answer-begin mark lost: %s", exc)
     try:
         completion = backend.generate(task.model, task.prompt, dict(spec.options), spec.backend.timeout_s)
     except AnswerTimeout as exc:
         status, reason, completion = "timeout", str(exc), exc.partial
     except AnswerFailed as exc:
         status, reason = "error", str(exc)
-    meter.mark(f"answer-end {label}", completion.t_last_token_ns if completion else None)
     unc = unc or MeterUncertainty()
-    windows = meter_windows(meter, completion, unc.time_s) if completion is not None else None
-    trace = None
-    if keep_trace and completion is not None:
-        lead_ns = 1_000_000_000  # a second of the power before the request, to show the step up
-        trace = meter.samples(completion.t_send_ns - lead_ns, completion.t_last_token_ns)
+    windows = trace = None
+    try:
+        meter.mark(f"answer-end {label}", completion.t_last_token_ns if completion else None)
+        if completion is not None:
+            windows = meter_windows(meter, completion, unc.time_s)
+            if keep_trace:
+                lead_ns = 1_000_000_000  # a second of the power before the request, to show the step up
+                trace = meter.samples(completion.t_send_ns - lead_ns, completion.t_last_token_ns)
+    except MeterUnavailable as exc:
+        log.warning("no meter for this answer (recorded with coverage 0): %s", exc)
+        if completion is not None:
+            windows = windows or unmetered_windows(completion)
     return results.AnswerRecord(
         run_id=run_id, model=task.model.tag, dataset=task.item.dataset, item_id=task.item.item_id,
         item_sha256=task.item.sha256, prompt_sha256=sha256_text(task.prompt), status=status, reason=reason,
@@ -235,6 +268,7 @@ def run(spec: Spec, out_dir: Path, *, progress: bool = True, backend: Backend | 
             unc = record_meter(db, run_row.run_id, meter)
             idle = idle_baseline(spec, db, run_row.run_id, meter)
             asked = _loop(spec, db, run_row.run_id, backend, meter, idle.mean_w, unc, pending, stop, progress)
+            record_outages(db, run_row.run_id, meter, ending=True)
             results.add_event(db, run_row.run_id, "stop" if stop.stopped else "finished", f"asked {asked}")
         return RunOutcome(out_dir, run_row.run_id, resumed, asked, results.status_counts(db), stop.stopped)
     finally:
@@ -285,6 +319,7 @@ def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idl
             else:
                 record = ask(backend, meter, spec, run_id, idle_w, task, keep_trace, unc)
             results.record_answer(db, record)
+            record_outages(db, run_id, meter)
             asked += 1
             bar.update(1)
     finally:

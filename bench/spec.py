@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bench.catalog import ModelEntry, model, paper_models
-from bench.errors import SpecError, did_you_mean
+from bench.errors import BenchError, SpecError, did_you_mean
 from bench.records import canonical_json, sha256_text
 
 DATASET_NAMES = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval", "truthfulqa_lettered")
@@ -51,11 +51,14 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class MeterSpec:
-    """Either ``driver`` (the runner starts a local daemon with it) or ``socket`` (a running host daemon)."""
+    """``driver``: the runner starts a local daemon with it; else the running daemon at ``socket`` (a path or
+    ``tls://HOST:PORT``; None: $BENCH_METER_SOCKET, else the default). ``clock_tolerance_ms``: a window converted
+    from a remote meter's clock with a larger error bound is flagged."""
 
     driver: str | None
     socket: str | None
     options: dict[str, Any]
+    clock_tolerance_ms: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -268,11 +271,19 @@ def parse_spec(text: str, label: str = "<spec>", catalog: Mapping[str, ModelEntr
 
     mtab = top.table("meter")
     meter = MeterSpec(driver=mtab.get("driver", str, None), socket=mtab.get("socket", str, None),
-                      options=dict(mtab.get("options", dict, {})))
+                      options=dict(mtab.get("options", dict, {})),
+                      clock_tolerance_ms=float(mtab.number("clock_tolerance_ms", 1.0)))
     mtab.done()
-    if (meter.driver is None) == (meter.socket is None):
-        raise SpecError(f"{label}: meter: expected exactly one of meter.driver (start a local daemon) or "
-                        f"meter.socket (use the host daemon)")
+    if meter.driver is not None and meter.socket is not None:
+        raise SpecError(f"{label}: meter: expected at most one of meter.driver (start a local daemon) or "
+                        f"meter.socket (the running daemon; without either, $BENCH_METER_SOCKET or the default)")
+    if meter.socket is not None:
+        from bench.meter.address import parse
+
+        try:
+            parse(meter.socket)
+        except BenchError as exc:
+            raise SpecError(f"{label}: meter.socket: {exc}") from None
 
     it = top.table("idle")
     fixed_w = it.number("fixed_w", None)

@@ -1,4 +1,4 @@
-# Container targets: the Pi's front door (`make reproduce`), the image, the meter service, and the CI image test.
+# Container targets: the Pi's front door (`make reproduce`), the image, and the CI image test (the meter service: mk/meter.mk).
 # Included by the main Makefile, which defines BENCH (host bench command) and PY; mk/run.mk defines SPEC and OUT.
 #
 # On the Pi every stage of a run executes inside the runner container (`docker compose run --rm bench ...`), so
@@ -17,21 +17,19 @@ BUILD_DATE ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
 BENCH_IMAGE ?= edge-llm-bench:$(BENCH_VERSION)
 BENCH_RESULTS_DIR ?= $(abspath $(dir $(OUT)))
 BENCH_KEY_DIR ?= $(HOME)/.config/edge-llm-bench
-BENCH_METER_SOCKET ?= /run/edge-llm-bench/meter.sock
 BENCH_UID ?= $(shell id -u)
-export BENCH_VERSION GIT_COMMIT BUILD_DATE BENCH_IMAGE BENCH_RESULTS_DIR BENCH_KEY_DIR BENCH_METER_SOCKET BENCH_UID
+# The meter socket (mk/meter.mk): compose mounts its directory and joins the group that owns it.
+BENCH_METER_DIR ?= $(patsubst %/,%,$(dir $(BENCH_METER_SOCKET)))
+BENCH_METER_SOCKET_NAME ?= $(notdir $(BENCH_METER_SOCKET))
+BENCH_METER_GID ?= $(shell getent group $(METER_GROUP) | cut -d: -f3)
+export BENCH_VERSION GIT_COMMIT BUILD_DATE BENCH_IMAGE BENCH_RESULTS_DIR BENCH_KEY_DIR BENCH_METER_SOCKET BENCH_UID \
+	BENCH_METER_DIR BENCH_METER_SOCKET_NAME BENCH_METER_GID
 
 # bench inside the runner container, and the result folder as the container sees it (/results is the bind mount).
 CBENCH = $(COMPOSE) run --rm bench
 C_OUT = /results/$(notdir $(OUT))
 
-# The host meter daemon (make meter-install): driver, its options and the device it reads.
-METER_DRIVER ?= ina-serial
-METER_OPTS ?= port=/dev/ttyACM0
-METER_DEVICE ?= /dev/ttyACM0
-METER_UNIT ?= /etc/systemd/system/edge-llm-bench-meter.service
-
-.PHONY: image pull-models reproduce run-paper score-paper sign-paper report verify meter-install image-test \
+.PHONY: image pull-models reproduce run-paper score-paper sign-paper report verify image-test \
 	lint-container container-dirs
 
 container-dirs:
@@ -71,34 +69,6 @@ report: container-dirs  ## Re-compute the paper's tables and plots for OUT (in t
 
 verify:  ## Check OUT offline: signature, checksums, numbers (host bench if present, else the container).
 	@if [ -x "$(BENCH)" ]; then set -x; $(BENCH) verify $(OUT); else set -x; $(CBENCH) verify $(C_OUT); fi
-
-# The meter daemon runs on the host OS (it owns the serial device and the socket), from the same image, under
-# systemd. Containers share the host's CLOCK_MONOTONIC, so its sample stamps and the runner's stamps agree.
-meter-install:  ## Install and start the host meter daemon as a systemd service (METER_DRIVER, METER_OPTS, METER_DEVICE).
-	@test -e "$(METER_DEVICE)" || { echo "no meter device at $(METER_DEVICE) (set METER_DEVICE=...)"; exit 1; }
-	@tmp=$$(mktemp) && { \
-	  echo "[Unit]"; \
-	  echo "Description=edge-llm-bench power meter daemon ($(METER_DRIVER))"; \
-	  echo "Requires=docker.service"; \
-	  echo "After=docker.service"; \
-	  echo "[Service]"; \
-	  echo "RuntimeDirectory=$(notdir $(patsubst %/,%,$(dir $(BENCH_METER_SOCKET))))"; \
-	  echo "RuntimeDirectoryMode=0755"; \
-	  echo "ExecStartPre=/bin/chown $(BENCH_UID) $(dir $(BENCH_METER_SOCKET))"; \
-	  echo "ExecStartPre=-/usr/bin/docker rm -f edge-llm-bench-meter"; \
-	  echo "ExecStart=/usr/bin/docker run --rm --init --name edge-llm-bench-meter --network none --platform linux/arm64 --device $(METER_DEVICE) --group-add $$(stat -c %g $(METER_DEVICE)) -v $(dir $(BENCH_METER_SOCKET)):$(dir $(BENCH_METER_SOCKET)) -v /var/log/edge-llm-bench:/var/log/edge-llm-bench --entrypoint bench $(BENCH_IMAGE) meter serve --driver $(METER_DRIVER) $(addprefix --opt ,$(METER_OPTS)) --socket $(BENCH_METER_SOCKET) --log-dir /var/log/edge-llm-bench/meter"; \
-	  echo "ExecStop=/usr/bin/docker stop edge-llm-bench-meter"; \
-	  echo "Restart=on-failure"; \
-	  echo "RestartSec=5"; \
-	  echo "[Install]"; \
-	  echo "WantedBy=multi-user.target"; \
-	} >"$$tmp" && cat "$$tmp" && \
-	sudo install -d -o $(BENCH_UID) /var/log/edge-llm-bench && \
-	sudo install -m 0644 "$$tmp" $(METER_UNIT) && rm -f "$$tmp" && \
-	sudo systemctl daemon-reload && sudo systemctl enable --now $(notdir $(METER_UNIT)) && \
-	for i in $$(seq 30); do test -S "$(BENCH_METER_SOCKET)" && break; sleep 1; done; \
-	test -S "$(BENCH_METER_SOCKET)" && echo "meter socket up: $(BENCH_METER_SOCKET)" || \
-	  { echo "meter socket did not appear; see: journalctl -u $(notdir $(METER_UNIT))"; exit 1; }
 
 image-test:  ## CI: build the image's core stage for linux/arm64 under qemu and self-test it (root, x86_64 host).
 	scripts/image-test.sh

@@ -1,61 +1,124 @@
 #!/usr/bin/env bash
-# Install the bench meter daemon as a systemd service.
-#   sudo scripts/meter-install.sh --driver ina-serial --opt port=/dev/serial/by-id/usb-...-if00 [--user NAME] [--group G]
-# Creates the service user and the query group, writes /etc/bench-meter/meter.env and the unit, and starts it.
+# Install the meter daemon as a systemd service, on the measured Pi or on a separate meter host (the paper's set-up:
+# the meter read by another machine, so the Pi does no logging work). `make meter-install` calls this.
+#
+#   sudo scripts/meter-install.sh --driver ina-serial --opt port=/dev/serial/by-id/usb-...-if00
+#   sudo scripts/meter-install.sh --driver joulescope --listen 0.0.0.0:7461 --pip joulescope   # a meter host
+#
+# It creates the service user and the query group, a venv in PREFIX with only what bench.meter needs (the
+# `meter` extra of pyproject.toml, versions from requirements.lock), the daemon's config
+# /etc/edge-llm-bench/meter.toml (written by `bench meter serve --print-config`, so it is checked like any
+# config), for --listen a TLS key pair, and the unit; then starts it and waits for the socket.
+# --root DIR writes every file under DIR and changes nothing on the system (no users, no venv, no systemctl).
 set -euo pipefail
 
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 driver=""
-opts=()
+serve_args=()
+pips=()
+listen=""
 svc_user="bench-meter"
 svc_group="bench"
-prefix="/opt/bench"
-unit_src="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/bench-meter.service"
+prefix="/opt/edge-llm-bench"
+root=""
+socket="${BENCH_METER_SOCKET:-/run/edge-llm-bench/meter.sock}"
 
 usage() {
-    echo "usage: $0 --driver NAME [--opt key=value ...] [--user NAME] [--group NAME] [--prefix DIR]" >&2
+    echo "usage: $0 --driver NAME [--opt key=value ...] [--listen HOST:PORT] [--pip PACKAGE ...]" >&2
+    echo "          [--user NAME] [--group NAME] [--prefix DIR] [--root DIR]" >&2
     exit 2
 }
 
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --driver) driver="${2:?}"; shift 2 ;;
-        --opt) opts+=("--opt" "${2:?}"); shift 2 ;;
+        --opt) serve_args+=("--opt" "${2:?}"); shift 2 ;;
+        --listen) listen="${2:?}"; shift 2 ;;
+        --pip) pips+=("${2:?}"); shift 2 ;;
         --user) svc_user="${2:?}"; shift 2 ;;
         --group) svc_group="${2:?}"; shift 2 ;;
         --prefix) prefix="${2:?}"; shift 2 ;;
+        --root) root="${2:?}"; shift 2 ;;
         -h|--help) usage ;;
         *) echo "unknown argument: $1" >&2; usage ;;
     esac
 done
-
 [ -n "$driver" ] || usage
-if [ "$(id -u)" -ne 0 ]; then
-    echo "run as root (it creates a user and a systemd unit)" >&2
+if [ -z "$root" ] && [ "$(id -u)" -ne 0 ]; then
+    echo "run as root (it creates a user, a venv in $prefix and a systemd unit), or pass --root DIR" >&2
     exit 1
 fi
-if [ ! -x "$prefix/venv/bin/python" ]; then
-    echo "no Python venv at $prefix/venv: install the toolkit there first" >&2
-    exit 1
+
+etc="$root/etc/edge-llm-bench"
+tls_dir="/etc/edge-llm-bench/meter-tls"
+unit_dir="$root/etc/systemd/system"
+unit="edge-llm-bench-meter.service"
+
+# 1. The user and the group whose members (and the runner's container, via group_add) may query the socket.
+if [ -z "$root" ]; then
+    getent group "$svc_group" >/dev/null || groupadd --system "$svc_group"
+    if ! id -u "$svc_user" >/dev/null 2>&1; then
+        useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+            --gid "$svc_group" --groups dialout "$svc_user"
+    fi
 fi
-"$prefix/venv/bin/python" -m bench meter drivers >/dev/null
 
-getent group "$svc_group" >/dev/null || groupadd --system "$svc_group"
-if ! id -u "$svc_user" >/dev/null 2>&1; then
-    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
-        --gid "$svc_group" --groups dialout "$svc_user"
+# 2. A venv with the toolkit and only the meter's dependencies (a meter host needs no datasets or pandas).
+if [ -z "$root" ]; then
+    python3 -m venv "$prefix/venv"
+    "$prefix/venv/bin/pip" install -q --upgrade 'pip>=24'
+    mapfile -t meter_deps < <(python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]["meter"]))' "$REPO/pyproject.toml")
+    "$prefix/venv/bin/pip" install -q --no-deps "$REPO"
+    "$prefix/venv/bin/pip" install -q -c "$REPO/requirements.lock" "${meter_deps[@]}" "${pips[@]}"
+    mkdir -p "$prefix/docs" && cp "$REPO/docs/meter-protocol.md" "$prefix/docs/"
+    bench="$prefix/venv/bin/bench"
+else
+    bench="${BENCH:-$REPO/.venv/bin/bench}"
+fi
+"$bench" meter drivers
+
+# 3. The daemon's config, checked by the daemon's own parser.
+mkdir -p "$etc"
+if [ -n "$listen" ]; then
+    serve_args+=("--listen" "$listen" "--tls-dir" "$tls_dir")
+    if [ ! -e "$root$tls_dir/key.pem" ]; then
+        "$bench" meter tls init --dir "$root$tls_dir" --name "meter-$(hostname)"
+    fi
+    [ -n "$root" ] || chown -R "$svc_user:$svc_group" "$tls_dir"
+fi
+"$bench" meter serve --driver "$driver" "${serve_args[@]}" --socket "$socket" --group "$svc_group" \
+    --log-dir /var/lib/edge-llm-bench-meter/log --print-config >"$etc/meter.toml"
+chmod 0644 "$etc/meter.toml"
+
+# 4. The unit, and for a network listener a drop-in that lets it reach the network.
+mkdir -p "$unit_dir"
+sed -e "s|@PREFIX@|$prefix|g" -e "s|@USER@|$svc_user|g" -e "s|@GROUP@|$svc_group|g" \
+    "$REPO/scripts/$unit" >"$unit_dir/$unit"
+rm -f "$unit_dir/$unit.d/network.conf"
+if [ -n "$listen" ]; then
+    mkdir -p "$unit_dir/$unit.d"
+    printf '[Service]\nPrivateNetwork=no\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n' >"$unit_dir/$unit.d/network.conf"
+fi
+if [ -n "$root" ]; then
+    echo "wrote $etc/meter.toml and $unit_dir/$unit under $root"
+    exit 0
 fi
 
-install -d -m 0755 /etc/bench-meter
-{
-    printf 'BENCH_METER_DRIVER=%s\n' "$driver"
-    printf 'BENCH_METER_OPTS=%s\n' "${opts[*]:-}"
-} >/etc/bench-meter/meter.env
-chmod 0644 /etc/bench-meter/meter.env
-
-sed -e "s|^User=.*|User=$svc_user|" -e "s|^Group=.*|Group=$svc_group|" \
-    -e "s|--group bench|--group $svc_group|" -e "s|/opt/bench/|$prefix/|g" \
-    "$unit_src" >/etc/systemd/system/bench-meter.service
+# 5. Start it and wait for the socket (a network listener first needs the runner's certificate pinned).
 systemctl daemon-reload
-systemctl enable --now bench-meter.service
-echo "bench-meter running; members of '$svc_group' can query /run/edge-llm-bench/meter.sock"
-echo "add yourself: sudo usermod -aG $svc_group \"\$USER\"; check: bench meter status --socket /run/edge-llm-bench/meter.sock"
+systemctl enable "$unit"
+if [ -n "$listen" ] && ! compgen -G "$tls_dir/trusted/*.pem" >/dev/null; then
+    echo "installed; before it can start, pin the measured machine's certificate (on that machine, once):"
+    echo "  bench meter tls init && bench meter tls export | ssh $(hostname) sudo $bench meter tls trust - --dir $tls_dir"
+    echo "  ssh $(hostname) cat $tls_dir/cert.pem | bench meter tls trust -"
+    echo "then here: sudo systemctl start $unit; the runner's spec: [meter] socket = \"tls://$listen\""
+    exit 0
+fi
+systemctl restart "$unit"
+for _ in $(seq 30); do [ -S "$socket" ] && break; sleep 1; done
+if [ ! -S "$socket" ]; then
+    echo "the meter socket $socket did not appear; see: journalctl -u $unit" >&2
+    exit 1
+fi
+echo "meter daemon running: $socket (members of '$svc_group' may query it: sudo usermod -aG $svc_group \"\$USER\")"
+[ -z "$listen" ] || echo "remote runners: [meter] socket = \"tls://$listen\" (pinned certificates in $tls_dir/trusted)"

@@ -46,8 +46,9 @@ def bench_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "bench", *args]
 
 
-def run_bench(*args: str, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def run_bench(*args: str, timeout: float = 300, check: bool = False,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     proc = subprocess.run(bench_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
     if check and proc.returncode != 0:
         raise AssertionError(f"bench {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")

@@ -75,8 +75,11 @@ def test_compose_wiring() -> None:
     assert bench["depends_on"]["ollama"]["condition"] == "service_healthy"
     assert bench["environment"]["OLLAMA_HOST"] == "http://ollama:11434"
     targets = {v["target"]: v for v in bench["volumes"]}
-    assert "BENCH_METER_SOCKET" in targets["/run/edge-llm-bench/meter.sock"]["source"]
-    assert targets["/run/edge-llm-bench/meter.sock"]["bind"]["create_host_path"] is False
+    # The socket's directory, not the socket: a restarted daemon's new socket must appear behind the mount.
+    assert "BENCH_METER_DIR" in targets["/run/edge-llm-bench"]["source"]
+    assert targets["/run/edge-llm-bench"]["bind"]["create_host_path"] is False
+    assert bench["environment"]["BENCH_METER_SOCKET"].startswith("/run/edge-llm-bench/")
+    assert bench["group_add"] == ["${BENCH_METER_GID:-0}"]
     assert "/results" in targets
     for svc in (ollama, bench):
         assert svc["deploy"]["resources"]["limits"]["memory"]

@@ -46,10 +46,13 @@ def test_energy_waits_for_samples_past_the_window_then_reports_honestly(sock_pat
         r = c.energy_details(now - 200_000_000, now + 300_000_000, wait_s=2.0)
         assert r["coverage"] == 1.0 and 0.25 < r["waited_s"] < 1.5
         assert r["energy_j"] == pytest.approx(2.5, rel=0.01)
-        future = time.monotonic_ns() + 5_000_000_000
-        r = c.energy_details(future - 10**9, future, wait_s=0.2)  # not there yet: never padded
+        soon = time.monotonic_ns() + 1_100_000_000
+        r = c.energy_details(soon - 200_000_000, soon, wait_s=0.2)  # not there yet: never padded
         assert r["coverage"] == 0.0 and r["energy_j"] == 0.0 and r["mean_w"] is None
-        assert r["gaps_ns"] == [[future - 10**9, future]]
+        assert r["gaps_ns"] == [[soon - 200_000_000, soon]]
+        future = time.monotonic_ns() + 5_000_000_000  # cannot be there within wait_s: a client or clock error
+        with pytest.raises(P.RemoteError, match=r"\(bad_request\): window ends 5.0\d\d s after the daemon's clock"):
+            c.energy(future - 10**9, future, wait_s=0.2)
         c.begin_window("answer-1")
         time.sleep(0.2)
         w = c.end_window("answer-1")

@@ -33,7 +33,7 @@ def test_window_energy_is_exact_for_piecewise_linear_power_and_interpolates_edge
     w = buf.window(start, end)
     s, e = (start - t[0]) / 1e9, (end - t[0]) / 1e9
     exact = 2.0 * (e - s) + 1.5 * (e**2 - s**2)
-    assert w.energy_j == pytest.approx(exact, rel=1e-12)
+    assert w.energy_j == pytest.approx(exact, rel=1e-9)  # edges interpolate float32-stored power (24 bits)
     assert w.coverage == 1.0 and w.gaps_ns == ()
     assert w.n_samples == 1481
     assert w.mean_w == pytest.approx(exact / (e - s))

@@ -71,11 +71,22 @@ class WindowEnergy:
         return self.energy_j / (self.covered_ns / 1e9) if self.covered_ns > 0 else float("nan")
 
 
+# Per sample: stamp (int64), power (float32: 24 bits, finer than any meter's ADC), cumulative J (float64, exact
+# over days), gap flag. Fixed arrays, so a daemon's memory is set at start and stays flat for weeks.
+BYTES_PER_SAMPLE = 8 + 4 + 8 + 1
+
+
+def capacity_for(rate_hz: float, horizon_s: float, max_bytes: int) -> int:
+    """Samples to hold ``horizon_s`` at ``rate_hz`` (5% spare for a fast clock), but never more than ``max_bytes``."""
+    return int(max(min(horizon_s * rate_hz * 1.05, max_bytes / BYTES_PER_SAMPLE), 1024))
+
+
 class RingBuffer:
-    """Fixed-capacity store of (t_ns, power_w) with a cumulative-energy index; thread-safe through ``cond``.
+    """Fixed-capacity store of (t_ns, power_w) with a cumulative-energy index; thread-safe.
 
     Writers call ``append`` (and ``mark_gap`` when the device lost continuity); readers call ``window`` and
-    ``since``. ``cond`` is notified after every append so readers can wait for samples without polling.
+    ``since``, and ``wait_for`` to block until the samples they need have arrived (woken by every append, never
+    polling). Samples older than the capacity are gone from memory; the raw log keeps them.
     """
 
     def __init__(self, capacity: int, gap_ns: int) -> None:
@@ -84,7 +95,7 @@ class RingBuffer:
         self.capacity = int(capacity)
         self.gap_ns = int(gap_ns)
         self._t = np.zeros(self.capacity, np.int64)
-        self._p = np.zeros(self.capacity, np.float64)
+        self._p = np.zeros(self.capacity, np.float32)
         self._e = np.zeros(self.capacity, np.float64)  # cumulative J at each sample
         self._gap = np.zeros(self.capacity, np.bool_)  # the interval ending at this sample is a gap
         self._total = 0  # samples ever appended; logical index of the next one
@@ -95,6 +106,8 @@ class RingBuffer:
         self.dropped_out_of_order = 0
         self.dropped_invalid = 0
         self.gaps_total = 0
+        self._interrupted = False
+        self._last_p = 0.0
         self.cond = threading.Condition(threading.Lock())
 
     # -- writing ----------------------------------------------------------------------------------------------
@@ -132,7 +145,7 @@ class RingBuffer:
             if have_prev:
                 last_i = (self._total - 1) % self.capacity
                 prev_t = np.concatenate(([self._t[last_i]], t_ns[:-1]))
-                prev_p = np.concatenate(([self._p[last_i]], power_w[:-1]))
+                prev_p = np.concatenate(([self._last_p], power_w[:-1]))  # unrounded, as it was integrated
                 dt = t_ns - prev_t
                 is_gap = dt > self.gap_ns
                 if gap_before or self._pending_gap:
@@ -153,6 +166,7 @@ class RingBuffer:
                     for i in (inner + 1).tolist():
                         self._add_gap(int(t_ns[i - 1]), int(t_ns[i]))
             self._pending_gap = False
+            self._last_p = float(power_w[-1])
             if n > self.capacity:
                 t_ns, power_w, e, is_gap = t_ns[-self.capacity:], power_w[-self.capacity:], e[-self.capacity:], is_gap[-self.capacity:]
                 self._total += n - self.capacity
@@ -193,6 +207,31 @@ class RingBuffer:
     def newest_ns(self) -> int | None:
         with self.cond:
             return self._newest_locked()
+
+    def wait_for(self, *, t_ns: int | None = None, index: int | None = None, timeout_s: float) -> bool:
+        """Block until a sample stamped at or after ``t_ns`` (or with logical index >= ``index``) is held, up to
+        ``timeout_s``; False on timeout or after ``interrupt()``. Appends wake it, so waiting costs nothing."""
+        deadline = time.monotonic() + timeout_s
+
+        def there() -> bool:
+            if t_ns is not None:
+                newest = self._newest_locked()
+                return newest is not None and newest >= t_ns
+            return index is not None and self._total > index
+
+        with self.cond:
+            while not there():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._interrupted:
+                    return False
+                self.cond.wait(remaining)
+            return True
+
+    def interrupt(self) -> None:
+        """Wake every ``wait_for`` now and make later ones return at once (the daemon is stopping)."""
+        with self.cond:
+            self._interrupted = True
+            self.cond.notify_all()
 
     def _newest_locked(self) -> int | None:
         return int(self._t[(self._total - 1) % self.capacity]) if self._size else None
@@ -381,12 +420,15 @@ class RawLog:
         self._bytes += len(data)
 
     def write_samples(self, t_ns: np.ndarray, power_w: np.ndarray) -> None:
-        if len(t_ns) == 0:
+        """Append samples; after ``close()`` nothing is written (a folder sealed after its run stays sealed)."""
+        if len(t_ns) == 0 or self._fh is None:
             return
         # One %-format over the whole batch: ~30% cheaper than a per-sample f-string at 1 kHz.
         pairs = tuple(itertools.chain.from_iterable(zip(t_ns.tolist(), power_w.tolist())))
         data = (("%d,%.7g\n" * len(t_ns)) % pairs).encode()
         with self._lock:
+            if self._fh is None:
+                return
             self._write_raw(data)
             self._fh.flush()
             if self._bytes >= self.rotate_bytes:
@@ -396,6 +438,8 @@ class RawLog:
         """A ``# <kind> <t_ns> <text>`` line; text is reduced to one line."""
         clean = " ".join(str(text).split())
         with self._lock:
+            if self._fh is None:
+                return
             self._write_raw(f"# {kind} {t_ns} {clean}\n".encode())
             self._fh.flush()
 
@@ -421,10 +465,11 @@ class RawLog:
 
     def files(self) -> list[LogFile]:
         with self._lock:
-            current = [] if self._fh is None or self._fh.closed else [LogFile(self._path, self._bytes, self._hash.hexdigest(), False)]
+            current = [] if self._fh is None else [LogFile(self._path, self._bytes, self._hash.hexdigest(), False)]
             return list(self._done) + current
 
     def close(self) -> None:
         with self._lock:
-            if self._fh is not None and not self._fh.closed:
+            if self._fh is not None:
                 self._finish_current()
+                self._fh = None

@@ -1,5 +1,9 @@
-"""Start a meter daemon as a child process for the length of a ``with`` block (the runner and demo use it with
-the ``sim`` driver). The child is the real daemon, ``python -m bench meter serve``, on a real Unix socket."""
+"""A meter daemon started for the length of a ``with`` block: the runner's own daemon when the spec names a
+driver (the demo's ``sim``), and the tests'. The child is the real daemon, ``python -m bench.meter --config``,
+on a real Unix socket, with ``parent_pid`` set so it stops within a second of this process ending, however it
+ends (even SIGKILL). Nothing is left behind: its private directory (config, socket) is removed by whichever of
+the two ends last, and its stderr goes to a file unlinked as soon as it is opened.
+"""
 
 from __future__ import annotations
 
@@ -11,99 +15,103 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterator, Mapping
 
 from bench.errors import MeterError
+from bench.meter import config as meter_config
+from bench.meter.address import MeterAddress
 from bench.meter.client import MeterClient, connect
+from bench.meter.config import RUNTIME_CONFIG, RUNTIME_SOCKET, DaemonConfig
+from bench.meter.daemon import remove_runtime_dir
 
 log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
 class LocalDaemon:
     """Handle on a spawned daemon."""
 
-    socket_path: str
-    pid: int
-    log_dir: str | None
-    stderr_path: str
+    config: DaemonConfig
+    process: subprocess.Popen = field(compare=False)
 
-    def connect(self, timeout_s: float = 15.0) -> MeterClient:
-        return connect(self.socket_path, timeout_s)
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.config.socket_path)
+
+    @property
+    def address(self) -> MeterAddress:
+        return MeterAddress(path=self.socket_path)
+
+    def connect(self, timeout_s: float = 15.0, **options: Any) -> MeterClient:
+        return connect(self.address, timeout_s, **options)
 
 
-def serve_command(driver: str, options: Mapping[str, Any], socket_path: str, log_dir: str | None = None,
-                  extra_args: tuple[str, ...] = ()) -> list[str]:
-    cmd = [sys.executable, "-m", "bench", "-v", "meter", "serve", "--driver", driver, "--socket", socket_path]
-    for key, value in options.items():
-        cmd += ["--opt", f"{key}={value}"]
-    if log_dir:
-        cmd += ["--log-dir", str(log_dir)]
-    return cmd + list(extra_args)
+def _tail(err: BinaryIO) -> str:
+    err.flush()
+    err.seek(0)
+    lines = [ln for ln in err.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no output)"
 
 
 @contextlib.contextmanager
-def spawn_daemon(driver: str, options: Mapping[str, Any], socket_path: str, log_dir: str | None = None,
-                 startup_timeout_s: float = 30.0, extra_args: tuple[str, ...] = ()) -> Iterator[LocalDaemon]:
-    """Run the daemon for the block: returns once the socket answers the hello; SIGTERM (then SIGKILL) on exit."""
-    cmd = serve_command(driver, options, socket_path, log_dir, extra_args)
-    err = tempfile.NamedTemporaryFile(prefix="bench-meter-", suffix=".stderr", delete=False)
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env,
-                            preexec_fn=_die_with_parent)
-    log.info("spawned meter daemon pid %d: %s", proc.pid, " ".join(cmd))
+def spawn_daemon(driver: str, options: Mapping[str, Any], socket_path: str | None = None,
+                 log_dir: str | os.PathLike | None = None, *, startup_timeout_s: float = 30.0,
+                 **settings: Any) -> Iterator[LocalDaemon]:
+    """Run a daemon for the block (``settings``: more ``DaemonConfig`` fields); returns once it answers the hello.
+    Without ``socket_path`` it gets a private one (short: a Unix socket path is limited to ~100 bytes)."""
+    runtime = tempfile.mkdtemp(prefix="bench-meter-")
+    cfg = DaemonConfig(driver=driver, options={k: str(v) for k, v in options.items()},
+                       socket_path=socket_path or os.path.join(runtime, RUNTIME_SOCKET),
+                       log_dir=str(log_dir) if log_dir else None, parent_pid=os.getpid(), runtime_dir=runtime,
+                       **settings)
+    path = meter_config.dump(cfg, os.path.join(runtime, RUNTIME_CONFIG))
+    with tempfile.TemporaryFile(prefix="bench-meter-", suffix=".stderr") as err:  # unlinked already
+        proc = subprocess.Popen([sys.executable, "-m", "bench.meter", "--config", str(path)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        log.info("spawned meter daemon pid %d (%s driver, socket %s)", proc.pid, driver, cfg.socket_path)
+        try:
+            _wait_ready(proc, cfg, startup_timeout_s, err)
+            yield LocalDaemon(cfg, proc)
+        finally:
+            _stop(proc)
+            remove_runtime_dir(runtime)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
     try:
-        _wait_ready(proc, socket_path, startup_timeout_s, err.name)
-        yield LocalDaemon(socket_path, proc.pid, log_dir, err.name)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                log.warning("meter daemon pid %d ignored SIGTERM; killing it", proc.pid)
-                proc.kill()
-                proc.wait()
-        err.close()
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        log.warning("meter daemon pid %d ignored SIGTERM for %.0f s; killing it", proc.pid, STOP_TIMEOUT_S)
+        proc.kill()
+        proc.wait()
 
 
-def _die_with_parent() -> None:
-    """In the child: ask Linux to SIGTERM it when its parent dies, so a SIGKILLed run leaves no orphan daemon."""
-    import ctypes
-
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass  # not Linux: the parent's exit handler is the only cleanup
-
-
-def _last_line(path: str) -> str:
-    try:
-        with open(path, "rb") as fh:
-            lines = [ln for ln in fh.read().decode("utf-8", "replace").splitlines() if ln.strip()]
-        return lines[-1] if lines else "(no output)"
-    except OSError:
-        return "(no output)"
-
-
-def _wait_ready(proc: subprocess.Popen, socket_path: str, timeout_s: float, stderr_path: str) -> None:
+def _wait_ready(proc: subprocess.Popen, cfg: DaemonConfig, timeout_s: float, err: BinaryIO) -> None:
     deadline = time.monotonic() + timeout_s
     delay = 0.02
+    address = MeterAddress(path=cfg.socket_path)
     while True:
         if proc.poll() is not None:
-            raise MeterError(f"meter daemon exited with {proc.returncode} at start: {_last_line(stderr_path)}")
-        if os.path.exists(socket_path):
+            raise MeterError(f"meter daemon exited with {proc.returncode} at start: {_tail(err)}")
+        if os.path.exists(str(cfg.socket_path)):
             try:
-                connect(socket_path, timeout_s=2.0).close()
+                connect(address, timeout_s=2.0).close()
                 return
             except MeterError:
                 pass
         if time.monotonic() > deadline:
             proc.kill()
-            raise MeterError(f"meter daemon did not answer on {socket_path} within {timeout_s:g} s: {_last_line(stderr_path)}")
+            proc.wait()
+            raise MeterError(f"meter daemon did not answer on {cfg.socket_path} within {timeout_s:g} s: {_tail(err)}")
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)

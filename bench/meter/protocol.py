@@ -30,12 +30,13 @@ UNKNOWN_OP = "unknown_op"
 HELLO_REQUIRED = "hello_required"
 VERSION_MISMATCH = "version_mismatch"
 BUSY = "busy"
+HELLO_TIMEOUT = "hello_timeout"
 INTERNAL = "internal"
 SHUTTING_DOWN = "shutting_down"
 
 MAX_SAMPLE_POINTS = 1500  # ~40 bytes a point keeps a samples reply under MAX_LINE_BYTES
 MAX_SPANS = 8  # windows per ``windows`` request (an answer needs three)
-OPS = ("hello", "energy", "windows", "samples", "stats", "info", "mark", "stream")
+OPS = ("hello", "energy", "windows", "samples", "stats", "info", "mark", "stream", "time")
 
 
 class ProtocolError(MeterError):
@@ -68,12 +69,15 @@ class RemoteError(MeterError):
 
 @dataclass(frozen=True)
 class Hello:
-    """Sent first by the client and answered by the daemon; both check ``protocol`` and ``version``."""
+    """Sent first by the client and answered by the daemon; both check ``protocol`` and ``version``. The daemon's
+    names its ``clock``: the kernel's boot id (plus ``+synthetic`` for a test clock), so a client knows whether the
+    daemon's CLOCK_MONOTONIC is its own or another machine's that it must convert from."""
 
     role: str  # "client" or "daemon"
     software: str
     protocol: str = PROTOCOL_NAME
     version: int = PROTOCOL_VERSION
+    clock: str | None = None
     op: str = "hello"
 
 
@@ -138,14 +142,28 @@ class StreamRequest:
     op: str = "stream"
 
 
-Request = EnergyRequest | WindowsRequest | SamplesRequest | StatsRequest | InfoRequest | MarkRequest | StreamRequest
+@dataclass(frozen=True)
+class TimeRequest:
+    """A timed round trip and nothing else: the reply's ``rx_ns``/``tx_ns`` are what the client wants."""
+
+    id: int
+    op: str = "time"
+
+
+Request = (EnergyRequest | WindowsRequest | SamplesRequest | StatsRequest | InfoRequest | MarkRequest | StreamRequest
+           | TimeRequest)
 
 
 @dataclass(frozen=True)
 class Reply:
+    """``rx_ns``/``tx_ns``: the daemon's clock when the request arrived and when the reply left (every reply
+    has them), so every exchange is also a sample of the offset between the two machines' clocks."""
+
     id: int | None
     result: Mapping[str, Any]
     ok: bool = True
+    rx_ns: int | None = None
+    tx_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +215,8 @@ def encode(message: Any) -> bytes:
         obj: dict[str, Any] = {"id": message.id, "ok": False, "error": {"code": message.code, "message": message.message}}
     elif isinstance(message, Reply):
         obj = {"id": message.id, "ok": True, "result": dict(message.result)}
+        if message.rx_ns is not None:
+            obj.update(rx_ns=message.rx_ns, tx_ns=message.tx_ns)
     elif isinstance(message, dict):
         obj = message
     else:
@@ -275,7 +295,10 @@ def decode_hello(line: bytes, expect_role: str) -> Hello:
     obj = _load(line)
     if obj.get("ok") is False and isinstance(obj.get("error"), dict):
         err = obj["error"]
-        raise ProtocolMismatch(f"handshake refused: {err.get('message', err.get('code', '?'))}")
+        text = f"handshake refused: {err.get('message', err.get('code', '?'))}"
+        if err.get("code") in (BUSY, SHUTTING_DOWN):
+            raise ProtocolError(str(err["code"]), text)  # for now: try again
+        raise ProtocolMismatch(text)
     if obj.get("op") != "hello":
         raise ProtocolError(HELLO_REQUIRED, f"expected a hello first, got op {str(obj.get('op'))[:40]!r}")
     proto, version = obj.get("protocol"), obj.get("version")
@@ -287,7 +310,9 @@ def decode_hello(line: bytes, expect_role: str) -> Hello:
     if role != expect_role:
         raise ProtocolError(BAD_REQUEST, f"hello from a {str(role)[:20]!r}, expected a {expect_role!r}")
     software = obj.get("software")
-    return Hello(role=role, software=str(software)[:80] if software is not None else "unknown")
+    clock = obj.get("clock")
+    return Hello(role=role, software=str(software)[:80] if software is not None else "unknown",
+                 clock=str(clock)[:80] if clock is not None else None)
 
 
 def _check_span(start: int, end: int) -> None:
@@ -356,6 +381,8 @@ def decode_request(line: bytes) -> Request:
         return StatsRequest(rid)
     if op == "info":
         return InfoRequest(rid)
+    if op == "time":
+        return TimeRequest(rid)
     if op == "mark":
         return MarkRequest(rid, check_label(obj.get("label")), _int(obj, "t_ns", required=False))
     if op == "stream":
@@ -380,7 +407,9 @@ def decode_reply(line: bytes) -> Reply | ErrorReply | SamplesEvent | EndEvent:
         return EndEvent(str(obj.get("reason", "")))
     rid = obj.get("id")
     if obj.get("ok") is True and isinstance(obj.get("result"), dict):
-        return Reply(rid, obj["result"])
+        rx, tx = obj.get("rx_ns"), obj.get("tx_ns")
+        stamped = isinstance(rx, int) and isinstance(tx, int) and not isinstance(rx, bool) and not isinstance(tx, bool)
+        return Reply(rid, obj["result"], rx_ns=rx if stamped else None, tx_ns=tx if stamped else None)
     err = obj.get("error")
     if obj.get("ok") is False and isinstance(err, dict):
         return ErrorReply(rid, str(err.get("code", INTERNAL)), str(err.get("message", "")))

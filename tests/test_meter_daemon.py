@@ -51,7 +51,7 @@ def test_energy_waits_for_samples_past_the_window_then_reports_honestly(sock_pat
         assert r["coverage"] == 0.0 and r["energy_j"] == 0.0 and r["mean_w"] is None
         assert r["gaps_ns"] == [[soon - 200_000_000, soon]]
         future = time.monotonic_ns() + 5_000_000_000  # cannot be there within wait_s: a client or clock error
-        with pytest.raises(P.RemoteError, match=r"\(bad_request\): window ends 5.0\d\d s after the daemon's clock"):
+        with pytest.raises(P.RemoteError, match=r"\(bad_request\): window ends [45]\.\d+ s after the daemon's clock"):
             c.energy(future - 10**9, future, wait_s=0.2)
         c.begin_window("answer-1")
         time.sleep(0.2)

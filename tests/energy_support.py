@@ -1,6 +1,6 @@
 """Helpers for energy-window tests: the daemon's window path without its socket, and a store for answers.
 
-``BufferMeter`` answers ``windows`` exactly as the daemon does (``daemon._window_result`` on a ``RingBuffer``, then
+``BufferMeter`` answers ``windows`` exactly as the daemon does (``handlers._window_result`` on a ``RingBuffer``, then
 the client's reply decoding), so thousands of windows over hours of simulated samples cost milliseconds; the socket
 path itself is exercised by the tests that start a real daemon.
 """
@@ -13,7 +13,7 @@ from bench import results
 from bench.energy import MeterUncertainty
 from bench.meter.buffer import RingBuffer
 from bench.meter.client import _reading
-from bench.meter.daemon import _window_result
+from bench.meter.handlers import _window_result
 from bench.records import Completion, EnergyReading
 from bench.runner import meter_windows
 
@@ -27,7 +27,8 @@ class BufferMeter:
 
     def windows(self, spans_ns, wait_s: float = 2.0, edge_slack_s: float = 0.0) -> list[EnergyReading]:
         self.requests += 1
-        return [_reading(_window_result(self.buf, a, b, 0.0, edge_slack_s, tuple(inner))) for a, b, *inner in spans_ns]
+        return [_reading(_window_result(self.buf, a, b, 0.0, edge_slack_s, tuple(inner)), a, b, None)
+                for a, b, *inner in spans_ns]
 
 
 class AnswerStore:

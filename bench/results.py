@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 from bench import __version__
 from bench.errors import ResultsError
 from bench.catalog import ModelEntry
+from bench.conditions import AnswerConditions
 from bench.energy import MeterUncertainty, store as store_window
 from bench.identity import DatasetIdentity, RunIdentity
 from bench.records import Completion, EnergyReading, IdleBaseline, Score
@@ -34,13 +35,19 @@ Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
 
 
-def migration(fn: Migration) -> Migration:
-    """Register a schema migration; names are numbered (m001_...) and never reused or edited once applied."""
-    name = fn.__name__
-    if any(existing == name for existing, _ in MIGRATIONS):
-        raise ValueError(f"duplicate migration {name}")
-    MIGRATIONS.append((name, fn))
-    return fn
+def migration_registry(steps: list[tuple[str, Migration]]) -> Callable[[Migration], Migration]:
+    """A decorator appending numbered migrations to ``steps``: one list per kind of database (results, history)."""
+    def register(fn: Migration) -> Migration:
+        name = fn.__name__
+        if any(existing == name for existing, _ in steps):
+            raise ValueError(f"duplicate migration {name}")
+        steps.append((name, fn))
+        return fn
+    return register
+
+
+migration = migration_registry(MIGRATIONS)
+"""Register a results-DB migration; names are numbered (m001_...) and never reused or edited once applied."""
 
 
 @migration
@@ -224,6 +231,24 @@ def m003_energy_window_bounds(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m004_answer_conditions(db: sqlite3.Connection) -> None:
+    """What else the machine did during each answer (`bench.conditions`), so a night can be judged comparable."""
+    _run_ddl(
+        db,
+        """
+        CREATE TABLE answer_conditions (
+            answer_id INTEGER PRIMARY KEY REFERENCES answers(id),
+            span_s REAL NOT NULL,
+            machine_cpu_s REAL NOT NULL,
+            own_cpu_s REAL NOT NULL,
+            cpus INTEGER NOT NULL,
+            load1 REAL
+        ) STRICT;
+        """
+    )
+
+
 def _run_ddl(db: sqlite3.Connection, script: str) -> None:
     """Statement by statement: `executescript` would COMMIT first and break the migration's transaction."""
     for statement in script.split(";"):
@@ -235,8 +260,10 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def connect(path: Path, *, trace_sql: bool = False) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate a results DB. Autocommit mode; writes go through `transaction`."""
+def connect(path: Path, *, trace_sql: bool = False,
+            steps: list[tuple[str, Migration]] = MIGRATIONS) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate a results DB (or, with other ``steps``, another of the toolkit's DBs).
+    Autocommit mode; writes go through `transaction`."""
     db = sqlite3.connect(path, isolation_level=None, timeout=30)
     db.row_factory = sqlite3.Row
     if trace_sql:
@@ -244,7 +271,7 @@ def connect(path: Path, *, trace_sql: bool = False) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")  # an answer that was committed survives a power cut
     db.execute("PRAGMA foreign_keys=ON")
-    migrate(db)
+    migrate(db, steps)
     return db
 
 
@@ -269,14 +296,14 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("COMMIT")
 
 
-def migrate(db: sqlite3.Connection) -> None:
+def migrate(db: sqlite3.Connection, steps: list[tuple[str, Migration]] = MIGRATIONS) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS _bench_migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL) STRICT")
     applied = {row[0] for row in db.execute("SELECT name FROM _bench_migrations")}
-    known = {name for name, _ in MIGRATIONS}
+    known = {name for name, _ in steps}
     if applied - known:
-        raise ResultsError(f"results DB has migrations this toolkit does not know ({', '.join(sorted(applied - known))}); "
+        raise ResultsError(f"database has migrations this toolkit does not know ({', '.join(sorted(applied - known))}); "
                            f"it was written by a newer version than {__version__}")
-    for name, fn in MIGRATIONS:
+    for name, fn in steps:
         if name in applied:
             continue
         with transaction(db):
@@ -446,6 +473,12 @@ def latest_idle(db: sqlite3.Connection) -> IdleBaseline | None:
                         end_ns=row["end_ns"], source=row["source"])
 
 
+def asked(db: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
+    """(model, dataset, item_id, prompt_sha256) of every answer, sorted: which prompts a run put to which models."""
+    return [tuple(r) for r in db.execute(
+        "SELECT model, dataset, item_id, prompt_sha256 FROM answers ORDER BY model, dataset, item_id")]
+
+
 def done_keys(db: sqlite3.Connection, run_id: str) -> set[tuple[str, str, str]]:
     """(model, dataset, item_id) of every answer already recorded: what a resumed run must not ask again."""
     return {(r[0], r[1], r[2]) for r in db.execute(
@@ -473,6 +506,7 @@ class AnswerRecord:
     throttled_after: str | None = None
     trace: list[tuple[int, float]] | None = None
     meter_uncertainty: MeterUncertainty | None = None  # None: the meter declared none (zeros, said so in the report)
+    conditions: AnswerConditions | None = None
 
 
 def record_answer(db: sqlite3.Connection, rec: AnswerRecord) -> int:
@@ -507,6 +541,10 @@ def record_answer(db: sqlite3.Connection, rec: AnswerRecord) -> int:
                         w.coverage, w.edge_j, w.edge_w, w.bound_j, w.reason))
         if rec.trace:
             db.execute("INSERT INTO traces VALUES (?, ?)", (answer_id, json.dumps(rec.trace)))
+        if rec.conditions is not None:
+            k = rec.conditions
+            db.execute("INSERT INTO answer_conditions VALUES (?, ?, ?, ?, ?, ?)",
+                       (answer_id, k.span_s, k.machine_cpu_s, k.own_cpu_s, k.cpus, k.load1))
     return answer_id
 
 
@@ -531,6 +569,32 @@ def record_scores(db: sqlite3.Connection, mode: str, scored: list[tuple[int, Sco
 
 def status_counts(db: sqlite3.Connection) -> dict[str, int]:
     return {r[0]: r[1] for r in db.execute("SELECT status, count(*) FROM answers GROUP BY status ORDER BY status")}
+
+
+CONDITIONS_SQL = """
+SELECT a.model, a.dataset, a.item_id, a.status, {conditions},
+       a.temp_before_c, a.temp_after_c, a.throttled_before, a.throttled_after
+FROM answers a {join}
+ORDER BY a.id
+"""
+CONDITION_COLUMNS = ("span_s", "machine_cpu_s", "own_cpu_s", "cpus", "load1")
+
+
+def conditions_frame(db_path: Path | str):
+    """One row per answer: the machine around it (CPU of the machine and of the runner, load, SoC temperature,
+    throttling); NaN where an answer has no reading (a skipped model, a run older than m004). Read-only."""
+    import pandas as pd
+
+    db = connect_readonly(db_path)
+    try:
+        if _table_exists(db, "answer_conditions"):
+            sql = CONDITIONS_SQL.format(conditions=", ".join(f"c.{c}" for c in CONDITION_COLUMNS),
+                                        join="LEFT JOIN answer_conditions c ON c.answer_id = a.id")
+        else:
+            sql = CONDITIONS_SQL.format(conditions=", ".join(f"NULL AS {c}" for c in CONDITION_COLUMNS), join="")
+        return pd.read_sql_query(sql, db)
+    finally:
+        db.close()
 
 
 def traces(db: sqlite3.Connection, limit: int = 1) -> list[dict[str, Any]]:

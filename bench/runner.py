@@ -2,8 +2,9 @@
 
 For every answer the runner stamps the moment the request goes out, the first token and the last byte (the backend
 does the stamping), asks the meter for the energy of three windows (whole answer, load + prefill, decode), reads
-the SoC temperature and throttle state before and after, and commits it all in one transaction before the next
-request. A resumed run asks only what is missing. SIGINT/SIGTERM finish the answer in flight and stop cleanly.
+the SoC temperature and throttle state before and after and the CPU other processes used meanwhile, and commits
+it all in one transaction before the next request. A resumed run asks only what is missing. SIGINT/SIGTERM
+finish the answer in flight and stop cleanly.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench import identity, results
+from bench import conditions, identity, results
 from bench.backends import get_backend
 from bench.backends.base import AnswerFailed, AnswerTimeout, Backend, ModelSkipped
 from bench.catalog import ModelEntry
@@ -201,12 +202,14 @@ def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: f
         meter.mark(f"answer-begin {label}")
     except MeterUnavailable as exc:
         log.warning("answer-begin mark lost: %s", exc)
+    cpu_before = conditions.read_counters()  # what else the machine does meanwhile (two /proc reads, no thread)
     try:
         completion = backend.generate(task.model, task.prompt, dict(spec.options), spec.backend.timeout_s)
     except AnswerTimeout as exc:
         status, reason, completion = "timeout", str(exc), exc.partial
     except AnswerFailed as exc:
         status, reason = "error", str(exc)
+    machine = conditions.between(cpu_before, conditions.read_counters())
     unc = unc or MeterUncertainty()
     windows = trace = None
     try:
@@ -225,7 +228,7 @@ def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: f
         item_sha256=task.item.sha256, prompt_sha256=sha256_text(task.prompt), status=status, reason=reason,
         completion=completion, idle_w=idle_w, windows=windows, temp_before_c=temp_before,
         temp_after_c=temperature_c(), throttled_before=thr_before, throttled_after=throttled(), trace=trace,
-        meter_uncertainty=unc)
+        meter_uncertainty=unc, conditions=machine)
 
 
 def backend_for(spec: Spec) -> Backend:

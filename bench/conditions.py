@@ -67,19 +67,28 @@ class AnswerConditions:
 
     @property
     def other_share(self) -> float | None:
-        """Share of the machine's CPU capacity (all cores) used by other processes; None for a zero-length span."""
+        """Share of the machine's CPU capacity (all cores) used by other processes, at most 1 (the counters tick
+        at 1/CLK_TCK, so a short span can round past it); None for a zero-length span."""
         capacity = self.cpus * self.span_s
-        return self.other_cpu_s / capacity if capacity > 0 else None
+        return min(1.0, self.other_cpu_s / capacity) if capacity > 0 else None
 
 
 def between(start: CpuCounters | None, end: CpuCounters | None) -> AnswerConditions | None:
     """The conditions between two readings (None when /proc could not be read)."""
     if start is None or end is None:
         return None
-    try:
-        load1 = os.getloadavg()[0]
-    except OSError:
-        load1 = None
     return AnswerConditions(span_s=(end.t_ns - start.t_ns) / 1e9,
                             machine_cpu_s=max(0.0, end.machine_busy_s - start.machine_busy_s),
-                            own_cpu_s=max(0.0, end.own_s - start.own_s), cpus=os.cpu_count() or 1, load1=load1)
+                            own_cpu_s=max(0.0, end.own_s - start.own_s), cpus=cpus(), load1=load1())
+
+
+def load1() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def cpus() -> int:
+    return os.cpu_count() or 1

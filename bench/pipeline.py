@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import __version__, results
+from bench.backends.base import Backend
 from bench.energy import describe_sessions
 from bench.identity import RunIdentity
 from bench.runner import RunOutcome, run
@@ -104,8 +105,9 @@ def identity_line(identity: RunIdentity | None) -> str:
     return f"prompts {identity.prompt_version}; tasks {tasks}; scorers {scoring}"
 
 
-def pipeline(spec: Spec, out_dir: Path, *, progress: bool = True, key_path: Path | None = None) -> PipelineOutcome:
-    outcome = run(spec, out_dir, progress=progress)
+def pipeline(spec: Spec, out_dir: Path, *, progress: bool = True, key_path: Path | None = None,
+             backend: Backend | None = None) -> PipelineOutcome:
+    outcome = run(spec, out_dir, progress=progress, backend=backend)
     if outcome.interrupted:
         return PipelineOutcome(outcome, [], out_dir / "report", False)
     scores = score_run(out_dir, spec.scoring_modes)

@@ -92,7 +92,7 @@ tags = ["{model}"]
 {datasets}
 [meter]
 driver = "sim"
-options = {{ mode = "busy", idle_w = 2.85, load_w = {load_w}, rate_hz = 200, seed = 7, noise_w = 0.02 }}
+options = {{ mode = "busy", idle_w = {idle_w}, load_w = {load_w}, rate_hz = 200, seed = 7, noise_w = 0.02 }}
 [idle]
 duration_s = 1
 [cooldown]
@@ -100,10 +100,11 @@ max_wait_s = 0
 """
 
 
-def paced_spec(tmp_path: Path, host: str, *, name: str = "paced", load_w: float = 6.9, limit: int = 3,
-               datasets: tuple[str, ...] = ("commonsenseqa", "gsm8k")) -> Path:
+def paced_spec(tmp_path: Path, host: str, *, name: str = "paced", load_w: float = 6.9, idle_w: float = 2.85,
+               limit: int = 3, datasets: tuple[str, ...] = ("commonsenseqa", "gsm8k")) -> Path:
     """A spec that runs against `paced_ollama_server`, with the sim meter in busy mode (load power while answering)."""
     blocks = "".join(f'[datasets.{d}]\nsource = "fixtures"\nselection = "all"\nlimit = {limit}\n' for d in datasets)
     path = tmp_path / f"{name}.toml"
-    path.write_text(PACED_SPEC.format(name=name, host=host, model=PACED_MODEL, datasets=blocks, load_w=load_w), "utf-8")
+    path.write_text(PACED_SPEC.format(name=name, host=host, model=PACED_MODEL, datasets=blocks, load_w=load_w,
+                                      idle_w=idle_w), "utf-8")
     return path

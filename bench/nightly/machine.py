@@ -1,0 +1,115 @@
+"""The machine's conditions around a night, and the verdict that a night was measured on a busy machine.
+
+Energy and latency are only comparable night to night on a quiet machine: a neighbour process, thermal throttling
+or a background update changes them as much as a regression would. So every night records the load average, the
+SoC temperature and throttle state at its start and end, the CPU other processes used in a short quiet check
+before the run (nothing of ours running: valid for every backend) and, per answer, what the runner read
+(`bench.conditions`). A night whose other processes used more than ``busy_share`` of the machine is exit 2.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from bench import conditions, results
+from bench.thermal import temperature_c, throttled
+
+DEFAULT_BUSY_SHARE = 0.25
+"""Busy above a quarter of the machine's CPU capacity used by others: on a Pi 4, one core of background work."""
+
+IN_PROCESS_BACKENDS = frozenset({"llamacpp"})
+"""Backends whose inference runs in the runner's process: only for them does the per-answer reading separate the
+system under test from other work (for Ollama it includes the server), so only they get the during-night check."""
+
+
+@dataclass(frozen=True)
+class NightConditions:
+    cpus: int
+    load1_before: float | None = None
+    load1_after: float | None = None
+    temp_before_c: float | None = None
+    temp_after_c: float | None = None
+    throttled_before: str | None = None
+    throttled_after: str | None = None
+    quiet_other_share: float | None = None     # before the run, over the quiet check
+    answers: int = 0                            # answers with a conditions reading
+    answers_other_share: float | None = None    # median over those answers
+    answers_max_temp_c: float | None = None
+    answers_throttled: int = 0                  # answers with a nonzero throttle word before or after
+
+    def describe(self) -> str:
+        """A short clause for the night's line: enough to tell a busy or hot machine from a changed system."""
+        parts = []
+        if self.quiet_other_share is not None:
+            parts.append(f"others {_pct(self.quiet_other_share)} before the run")
+        if self.answers_other_share is not None:
+            parts.append(f"{_pct(self.answers_other_share)} during answers")
+        if self.load1_after is not None:
+            parts.append(f"load {self.load1_after:.2f}")
+        if self.answers_max_temp_c is not None:
+            parts.append(f"SoC max {self.answers_max_temp_c:.0f} C")
+        if self.answers_throttled:
+            parts.append(f"throttled in {self.answers_throttled} answers")
+        return "machine: " + (", ".join(parts) if parts else "no readings")
+
+
+def _pct(share: float) -> str:
+    return f"{share * 100:.0f}%"
+
+
+def at_start() -> NightConditions:
+    return NightConditions(cpus=conditions.cpus(), load1_before=conditions.load1(), temp_before_c=temperature_c(),
+                           throttled_before=throttled())
+
+
+def quiet_share(seconds: float, *, sleep=time.sleep) -> float | None:
+    """Share of the machine's CPU capacity used by other processes while this one sleeps for ``seconds``."""
+    start = conditions.read_counters()
+    sleep(seconds)
+    window = conditions.between(start, conditions.read_counters())
+    return window.other_share if window is not None else None
+
+
+def with_answers(cond: NightConditions, db_path: Path) -> NightConditions:
+    """Add what the runner read around each answer of the night's run, and the night's end readings."""
+    frame = results.conditions_frame(db_path)
+    measured = frame.dropna(subset=["span_s"])
+    shares = [conditions.AnswerConditions(r.span_s, r.machine_cpu_s, r.own_cpu_s, int(r.cpus), r.load1).other_share
+              for r in measured.itertuples()]
+    shares = [s for s in shares if s is not None]
+    temps = frame[["temp_before_c", "temp_after_c"]].max(axis=1).dropna()
+    hot = frame[["throttled_before", "throttled_after"]].map(_throttle_flag).any(axis=1)
+    return replace(cond, answers=len(shares),
+                   answers_other_share=statistics.median(shares) if shares else None,
+                   answers_max_temp_c=float(temps.max()) if len(temps) else None, answers_throttled=int(hot.sum()),
+                   load1_after=conditions.load1(), temp_after_c=temperature_c(), throttled_after=throttled())
+
+
+def busy_before(cond: NightConditions, limit: float, quiet_s: float) -> str | None:
+    share = cond.quiet_other_share
+    if share is None or share <= limit:
+        return None
+    load = f", load average {cond.load1_before:.2f}" if cond.load1_before is not None else ""
+    return (f"machine busy: other processes used {_pct(share)} of the {cond.cpus} CPUs in the {quiet_s:g} s before "
+            f"the run (limit {_pct(limit)}){load}; energy and latency would not be comparable")
+
+
+def busy_during(cond: NightConditions, limit: float, backend_kind: str) -> str | None:
+    share = cond.answers_other_share
+    if backend_kind not in IN_PROCESS_BACKENDS or share is None or share <= limit:
+        return None
+    return (f"machine busy: other processes used {_pct(share)} of the {cond.cpus} CPUs during the answers (median "
+            f"of {cond.answers}; limit {_pct(limit)}); energy and latency are not comparable")
+
+
+def _throttle_flag(word) -> bool:
+    """``vcgencmd get_throttled`` words other than 0x0 mean throttling or under-voltage now or since boot."""
+    if not isinstance(word, str) or not word:
+        return False
+    try:
+        return int(word, 16) != 0
+    except ValueError:
+        return False

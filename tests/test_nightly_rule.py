@@ -261,3 +261,30 @@ def test_cpu_reading_separates_this_process_from_others():
     assert got.other_cpu_s >= 0.35  # the child's 0.4 s (plus whatever the rest of the machine did)
     assert got.cpus == os.cpu_count() and got.load1 is not None
     assert 0 < got.other_share <= 1.0
+
+
+# -- the machine ----------------------------------------------------------------------------------------------
+
+def test_a_busy_machine_is_waited_for_then_judged_by_the_last_quiet_check():
+    from bench.nightly import machine
+
+    slept = []
+    shares = iter([0.9, 0.6, 0.1])
+    cond = machine.wait_until_quiet(NightConditions(cpus=4), 3.0, 0.25, 100.0, sleep=slept.append,
+                                    measure=lambda: next(shares))
+    assert (cond.quiet_other_share, cond.quiet_waited_s, slept) == (0.1, 60.0, [30.0, 30.0])
+    assert machine.busy_before(cond, 0.25, 3.0) is None and "after waiting 60 s" in cond.describe()
+    shares = iter([0.9] * 10)
+    cond = machine.wait_until_quiet(NightConditions(cpus=4, load1_before=3.5), 3.0, 0.25, 45.0, sleep=lambda s: None,
+                                    measure=lambda: next(shares))
+    assert cond.quiet_waited_s == 45.0
+    assert machine.busy_before(cond, 0.25, 3.0).startswith("machine busy: other processes used 90% of the 4 CPUs")
+
+
+def test_the_during_night_check_applies_only_where_the_reading_separates_the_system_under_test():
+    from bench.nightly import machine
+
+    busy = NightConditions(cpus=2, answers=10, answers_other_share=0.6)
+    assert machine.busy_during(busy, 0.25, "llamacpp").startswith("machine busy: other processes used 60%")
+    assert machine.busy_during(busy, 0.25, "ollama") is None  # its server's work is in the reading
+    assert machine.busy_during(busy, 0.7, "llamacpp") is None

@@ -29,11 +29,14 @@ ROOT = click.option("--root", type=click.Path(path_type=Path, file_okay=False), 
                    "[default: 0.25].")
 @click.option("--quiet-s", type=click.FloatRange(0.2, 600), default=3.0, show_default=True,
               help="Seconds of the quiet check before the run.")
+@click.option("--wait-quiet-s", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="On a busy machine, repeat the quiet check for up to this long before giving up (exit 2).")
 @click.option("--min-free-mb", type=click.FloatRange(0), default=1024.0, show_default=True,
               help="Free space a night needs under OUT.")
 @click.pass_context
 def nightly(ctx: click.Context, spec_name: str, root: Path, out: Path | None, tolerance: tuple[str, ...],
-            key: Path | None, busy_share: float | None, quiet_s: float, min_free_mb: float) -> None:
+            key: Path | None, busy_share: float | None, quiet_s: float, wait_quiet_s: float,
+            min_free_mb: float) -> None:
     """Run one night: the spec's subset into OUT/<utc time>/, signed, compared with the baseline."""
     if ctx.invoked_subcommand is not None:
         return
@@ -41,7 +44,7 @@ def nightly(ctx: click.Context, spec_name: str, root: Path, out: Path | None, to
     from bench.nightly.night import NightOptions, run_night
 
     opts = NightOptions(spec_name, root, out, _tolerances(tolerance), key,
-                        DEFAULT_BUSY_SHARE if busy_share is None else busy_share, quiet_s, min_free_mb)
+                        DEFAULT_BUSY_SHARE if busy_share is None else busy_share, quiet_s, wait_quiet_s, min_free_mb)
     outcome = run_night(opts)
     click.echo(outcome.summary)
     raise click.exceptions.Exit(outcome.exit_code)

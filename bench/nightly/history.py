@@ -58,7 +58,7 @@ def m002_reasons_judgements_conditions(db: sqlite3.Connection) -> None:
         """CREATE TABLE night_conditions (
             night_id INTEGER PRIMARY KEY REFERENCES nights(id), cpus INTEGER NOT NULL, load1_before REAL,
             load1_after REAL, temp_before_c REAL, temp_after_c REAL, throttled_before TEXT, throttled_after TEXT,
-            quiet_other_share REAL, answers INTEGER NOT NULL, answers_other_share REAL, answers_max_temp_c REAL,
+            quiet_other_share REAL, quiet_waited_s REAL NOT NULL, answers INTEGER NOT NULL, answers_other_share REAL, answers_max_temp_c REAL,
             answers_throttled INTEGER NOT NULL) STRICT""",
         # signers: the allowed_signers line pinned when the baseline was chosen (NULL: chosen before pinning).
         """CREATE TABLE baselines (

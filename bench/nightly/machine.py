@@ -34,7 +34,8 @@ class NightConditions:
     temp_after_c: float | None = None
     throttled_before: str | None = None
     throttled_after: str | None = None
-    quiet_other_share: float | None = None     # before the run, over the quiet check
+    quiet_other_share: float | None = None     # before the run, over the (last) quiet check
+    quiet_waited_s: float = 0.0                 # how long the night waited for the machine to become quiet
     answers: int = 0                            # answers with a conditions reading
     answers_other_share: float | None = None    # median over those answers
     answers_max_temp_c: float | None = None
@@ -44,7 +45,8 @@ class NightConditions:
         """A short clause for the night's line: enough to tell a busy or hot machine from a changed system."""
         parts = []
         if self.quiet_other_share is not None:
-            parts.append(f"others {_pct(self.quiet_other_share)} before the run")
+            waited = f" (after waiting {self.quiet_waited_s:.0f} s)" if self.quiet_waited_s else ""
+            parts.append(f"others {_pct(self.quiet_other_share)} before the run{waited}")
         if self.answers_other_share is not None:
             parts.append(f"{_pct(self.answers_other_share)} during answers")
         if self.load1_after is not None:
@@ -71,6 +73,21 @@ def quiet_share(seconds: float, *, sleep=time.sleep) -> float | None:
     sleep(seconds)
     window = conditions.between(start, conditions.read_counters())
     return window.other_share if window is not None else None
+
+
+def wait_until_quiet(cond: NightConditions, quiet_s: float, limit: float, max_wait_s: float, *,
+                     sleep=time.sleep, measure=None, retry_s: float = 30.0) -> NightConditions:
+    """Quiet checks until other processes use at most ``limit`` of the machine or ``max_wait_s`` has passed (a
+    cron night can outwait a backup or an update that is finishing); the last check's share is kept."""
+    measure = measure or (lambda: quiet_share(quiet_s, sleep=sleep))
+    waited = 0.0
+    share = measure()
+    while share is not None and share > limit and waited < max_wait_s:
+        pause = min(retry_s, max_wait_s - waited)
+        sleep(pause)
+        waited += pause
+        share = measure()
+    return replace(cond, quiet_other_share=share, quiet_waited_s=waited)
 
 
 def with_answers(cond: NightConditions, db_path: Path) -> NightConditions:

@@ -42,6 +42,7 @@ class NightOptions:
     key_path: Path | None = None
     busy_share: float = machine.DEFAULT_BUSY_SHARE
     quiet_s: float = 3.0                        # the quiet check before the run
+    wait_quiet_s: float = 0.0                   # how long to wait for a busy machine to become quiet
     min_free_mb: float = 1024.0                 # SQLite, the meter log and the report need room to commit
 
     @property
@@ -92,7 +93,7 @@ def _attempt(opts: NightOptions, p: _Progress, backend: Backend | None) -> Night
         if p.base is not None:
             baseline.check(p.base)  # before spending the night on a comparison that cannot be valid
         preflight.services(p.spec)
-        p.conditions = replace(machine.at_start(), quiet_other_share=machine.quiet_share(opts.quiet_s))
+        p.conditions = machine.wait_until_quiet(machine.at_start(), opts.quiet_s, opts.busy_share, opts.wait_quiet_s)
         _refuse_busy(machine.busy_before(p.conditions, opts.busy_share, opts.quiet_s))
         from bench.pipeline import pipeline
 

@@ -203,7 +203,7 @@ def test_trend_shows_change_from_the_baseline_drift_and_failed_nights(tmp_path):
     try:
         first = _record(db, 0, {"latency_s": (2.0, 10), "accuracy": (0.5, 10)})
         _record(db, 0, {"latency_s": (2.004, 10), "accuracy": (0.5, 10)})
-        failed = _record(db, 2, None)
+        failed = _record(db, 2, {"latency_s": (9.0, 10)})  # e.g. a busy night: recorded, not drawn
         drift = _record(db, 1, {"latency_s": (2.5, 10), "accuracy": (0.3, 10)}, ("latency_s", "accuracy"))
         db.execute("INSERT INTO baselines (night_id, folder, signature_sha256, signers, chosen_utc) "
                    "VALUES (?, 'n', 'x', 'k', 't')", (first,))
@@ -288,3 +288,20 @@ def test_the_during_night_check_applies_only_where_the_reading_separates_the_sys
     assert machine.busy_during(busy, 0.25, "llamacpp").startswith("machine busy: other processes used 60%")
     assert machine.busy_during(busy, 0.25, "ollama") is None  # its server's work is in the reading
     assert machine.busy_during(busy, 0.7, "llamacpp") is None
+
+
+# Raspberry Pi documentation, "vcgencmd get_throttled": bit 0 under-voltage detected, 1 ARM frequency capped,
+# 2 currently throttled, 3 soft temperature limit active; bits 16-19 the same conditions "has occurred" since boot.
+@pytest.mark.parametrize("before, after, during", [
+    ("0x0", "0x0", False),
+    ("0x50000", "0x50000", False),   # throttled and under-voltage earlier since boot, nothing now: not this answer
+    ("0x0", "0x4", True),            # currently throttled at the end
+    ("0x0", "0x40000", True),        # throttling occurred during the answer and stopped
+    ("0x1", "0x10001", True),        # under-voltage now
+    (None, None, False),             # no vcgencmd (not a Pi)
+    ("garbage", "0x0", False),
+])
+def test_an_answer_counts_as_throttled_only_for_conditions_during_it(before, after, during):
+    from bench.nightly.machine import throttled_during
+
+    assert throttled_during(before, after) is during

@@ -98,10 +98,10 @@ def with_answers(cond: NightConditions, db_path: Path) -> NightConditions:
               for r in measured.itertuples()]
     shares = [s for s in shares if s is not None]
     temps = frame[["temp_before_c", "temp_after_c"]].max(axis=1).dropna()
-    hot = frame[["throttled_before", "throttled_after"]].map(_throttle_flag).any(axis=1)
+    hot = sum(throttled_during(b, a) for b, a in zip(frame["throttled_before"], frame["throttled_after"]))
     return replace(cond, answers=len(shares),
                    answers_other_share=statistics.median(shares) if shares else None,
-                   answers_max_temp_c=float(temps.max()) if len(temps) else None, answers_throttled=int(hot.sum()),
+                   answers_max_temp_c=float(temps.max()) if len(temps) else None, answers_throttled=int(hot),
                    load1_after=conditions.load1(), temp_after_c=temperature_c(), throttled_after=throttled())
 
 
@@ -122,11 +122,24 @@ def busy_during(cond: NightConditions, limit: float, backend_kind: str) -> str |
             f"of {cond.answers}; limit {_pct(limit)}); energy and latency are not comparable")
 
 
-def _throttle_flag(word) -> bool:
-    """``vcgencmd get_throttled`` words other than 0x0 mean throttling or under-voltage now or since boot."""
+THROTTLE_NOW = 0xF             # under-voltage, ARM frequency capped, throttled, soft temperature limit: now
+THROTTLE_OCCURRED = 0xF0000    # the same four conditions: "has occurred" since boot
+
+
+def throttled_during(before: str | None, after: str | None) -> bool:
+    """Whether an answer ran throttled, from ``vcgencmd get_throttled`` before and after it: a condition active
+    at either end, or one that first occurred in between (the since-boot bits are sticky, so only new ones count)."""
+    b, a = _throttle_word(before), _throttle_word(after)
+    if b is None and a is None:
+        return False
+    b, a = b or 0, a or 0
+    return bool((b | a) & THROTTLE_NOW or (a & ~b) & THROTTLE_OCCURRED)
+
+
+def _throttle_word(word) -> int | None:
     if not isinstance(word, str) or not word:
-        return False
+        return None
     try:
-        return int(word, 16) != 0
+        return int(word, 16)
     except ValueError:
-        return False
+        return None

@@ -149,10 +149,10 @@ def _record(opts: NightOptions, p: _Progress, outcome: NightOutcome) -> NightOut
     rec = history.NightRecord(
         started_utc=p.started.isoformat(timespec="seconds"),
         finished_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        folder=history.stored_path(p.folder, opts.root) if p.folder.exists() else "", exit_code=outcome.exit_code, summary=summary,
-        reason=one_line(outcome.reason), spec_sha256=p.spec.sha256 if p.spec else None,
-        signature_sha256=p.signature_sha256, subset_sha256=p.subset_sha256,
-        baseline_night_id=p.base.night_id if p.base else None, means=_means(p, opts),
+        folder=history.stored_path(p.folder, opts.root) if p.folder.exists() else "",
+        exit_code=outcome.exit_code, summary=summary, reason=one_line(outcome.reason),
+        spec_sha256=p.spec.sha256 if p.spec else None, signature_sha256=p.signature_sha256,
+        subset_sha256=p.subset_sha256, baseline_night_id=p.base.night_id if p.base else None, means=_means(p),
         judgements=outcome.judgements, conditions=outcome.conditions)
     try:
         opts.root.mkdir(parents=True, exist_ok=True)
@@ -168,13 +168,13 @@ def _record(opts: NightOptions, p: _Progress, outcome: NightOutcome) -> NightOut
     return replace(outcome, summary=summary, recorded=True)
 
 
-def _means(p: _Progress, opts: NightOptions) -> dict[str, tuple[float, int]] | None:
-    """Night-level means for the history (a sealed night's, even if it failed later: the trend shows it)."""
+def _means(p: _Progress) -> dict[str, tuple[float, int]] | None:
+    """Night-level means for the history: a sealed night's, even one that failed later (its record keeps them)."""
     if not p.sealed:
         return None
     try:
         values = p.values or night_values(p.folder, p.spec.scoring_modes[0])
-    except (BenchError, OSError, sqlite3.Error, KeyError) as exc:
+    except (BenchError, OSError, sqlite3.Error, KeyError, ValueError) as exc:
         log.warning("night %s: metrics not recorded: %s", p.folder, exc)
         return None
     return values.means()

@@ -2,8 +2,8 @@
 
 Change is in percent of the baseline's value (accuracy: in points), so panels share a scale a reader can judge;
 the y range is at least twice the tolerance, so a 0.2% wobble does not look like a jump. Drifted nights are red,
-failed nights (exit 2) are marked on every panel, the baseline night is a dashed line, and the x axis counts
-whole nights.
+failed nights (exit 2) are marked on every panel but their numbers are not drawn (they are not valid
+measurements: a busy machine's, say), the baseline night is a dashed line, and the x axis counts whole nights.
 """
 
 from __future__ import annotations
@@ -38,19 +38,19 @@ def trend_data(db) -> Trend | None:
     if not values:
         return None
     judged = history.judged(db)
+    failed = tuple(n.id for n in history.nights(db) if n.exit_code == 2)
     base = history.baseline_night(db)
     reference = base if base is not None else min(n for n, _ in values)
     panels = []
     for m in METRICS:
         ref = values.get((reference, m.name))
-        nights = sorted(n for n, metric in values if metric == m.name)
+        nights = sorted(n for n, metric in values if metric == m.name and n not in failed)  # failed: marked only
         if ref is None or not nights:
             continue
         tolerances = [judged[(n, m.name)][1] for n in nights if (n, m.name) in judged]
         panels.append(Panel(m, tuple(nights), tuple(_change_pct(m, values[(n, m.name)], ref) for n in nights),
                             tuple(judged.get((n, m.name), (False, 0.0))[0] for n in nights),
                             100.0 * (tolerances[-1] if tolerances else m.tolerance)))
-    failed = tuple(n.id for n in history.nights(db) if n.exit_code == 2)
     return Trend(tuple(panels), failed, reference, base is not None)
 
 

@@ -43,6 +43,11 @@ class Completion:
     ``t_send_ns`` is taken right before the request goes out, ``t_first_token_ns`` when the first token arrives
     (None if no token came), ``t_last_token_ns`` right after the last byte. Ollama-reported durations are kept
     as reported (None where the server gave none).
+
+    ``complete`` is False when the stream ended without a final (done) chunk: Ollama ends a looping answer that
+    way, and the text is kept as the paper's non-streaming call kept it. ``num_ctx`` is the context the answer
+    ran with (a longer prompt was cut to it: ``prompt_eval_count >= num_ctx``); ``prompt_cached_tokens`` is how
+    many of the ``prompt_eval_count`` tokens the server reused from its prompt cache instead of evaluating.
     """
 
     text: str
@@ -56,6 +61,16 @@ class Completion:
     load_duration_ns: int | None = None
     total_duration_ns: int | None = None
     done_reason: str | None = None
+    complete: bool = True
+    prompt_cached_tokens: int | None = None
+    num_ctx: int | None = None
+
+    @property
+    def prompt_truncated(self) -> bool | None:
+        """Whether the server cut the prompt to its context (Ollama does so silently); None when unknown."""
+        if self.prompt_eval_count is None or self.num_ctx is None:
+            return None
+        return self.prompt_eval_count >= self.num_ctx
 
 
 @dataclass(frozen=True)

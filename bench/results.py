@@ -249,6 +249,21 @@ def m004_answer_conditions(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m005_answer_context(db: sqlite3.Connection) -> None:
+    """How an answer ended and what the server did with its prompt: ``complete`` (0 when the stream ended without a
+    done chunk, the text kept), ``num_ctx`` (the context it ran with; ``prompt_eval_count >= num_ctx`` means the
+    prompt was cut), ``prompt_cached_tokens`` (prompt tokens the server reused from its cache; NULL unknown)."""
+    _run_ddl(
+        db,
+        """
+        ALTER TABLE answers ADD COLUMN complete INTEGER;
+        ALTER TABLE answers ADD COLUMN num_ctx INTEGER;
+        ALTER TABLE answers ADD COLUMN prompt_cached_tokens INTEGER
+        """,
+    )
+
+
 def _run_ddl(db: sqlite3.Connection, script: str) -> None:
     """Statement by statement: `executescript` would COMMIT first and break the migration's transaction."""
     for statement in script.split(";"):
@@ -519,14 +534,15 @@ def record_answer(db: sqlite3.Connection, rec: AnswerRecord) -> int:
             "INSERT INTO answers (run_id, model, dataset, item_id, item_sha256, prompt_sha256, status, reason, response, "
             "t_send_ns, t_first_token_ns, t_last_token_ns, prompt_eval_count, prompt_eval_duration_ns, eval_count, "
             "eval_duration_ns, load_duration_ns, total_duration_ns, done_reason, idle_w, temp_before_c, temp_after_c, "
-            "throttled_before, throttled_after, created_utc) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "throttled_before, throttled_after, created_utc, complete, num_ctx, prompt_cached_tokens) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rec.run_id, rec.model, rec.dataset, rec.item_id, rec.item_sha256, rec.prompt_sha256, rec.status,
              rec.reason, c.text if c else None, c.t_send_ns if c else None, c.t_first_token_ns if c else None,
              c.t_last_token_ns if c else None, c.prompt_eval_count if c else None,
              c.prompt_eval_duration_ns if c else None, c.eval_count if c else None, c.eval_duration_ns if c else None,
              c.load_duration_ns if c else None, c.total_duration_ns if c else None, c.done_reason if c else None,
-             rec.idle_w, rec.temp_before_c, rec.temp_after_c, rec.throttled_before, rec.throttled_after, utc_now()))
+             rec.idle_w, rec.temp_before_c, rec.temp_after_c, rec.throttled_before, rec.throttled_after, utc_now(),
+             int(c.complete) if c else None, c.num_ctx if c else None, c.prompt_cached_tokens if c else None))
         answer_id = cur.lastrowid
         unknown = sorted(set(rec.windows or {}) - set(PHASES))
         if unknown:
@@ -615,7 +631,10 @@ SELECT r.run_id, a.model, {identity}, a.dataset, a.item_id, a.status, a.reason,
        p.n_samples AS prefill_n_samples, p.bound_j AS prefill_energy_bound_j, p.reason AS prefill_energy_reason,
        d.energy_j AS decode_energy_j, d.energy_raw_j AS decode_energy_raw_j, d.coverage AS decode_coverage,
        d.n_samples AS decode_n_samples, d.bound_j AS decode_energy_bound_j, d.reason AS decode_energy_reason,
-       a.eval_count, a.prompt_eval_count,
+       a.eval_count, a.prompt_eval_count, a.prompt_cached_tokens, a.num_ctx,
+       CASE WHEN a.prompt_eval_count IS NULL OR a.num_ctx IS NULL THEN NULL
+            ELSE a.prompt_eval_count >= a.num_ctx END AS prompt_truncated,
+       a.complete,
        a.total_duration_ns / 1e9 AS total_s, a.load_duration_ns / 1e9 AS load_s,
        a.prompt_eval_duration_ns / 1e9 AS prompt_eval_s, a.eval_duration_ns / 1e9 AS eval_s,
        (a.t_last_token_ns - a.t_send_ns) / 1e9 AS host_total_s,

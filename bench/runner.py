@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench import conditions, identity, results
-from bench.backends import get_backend
+from bench import conditions, identity, models as model_store, results
+from bench.backends import backend_for
 from bench.backends.base import AnswerFailed, AnswerTimeout, Backend, ModelSkipped
 from bench.catalog import ModelEntry
 from bench.datasets import DataSource, load_items
@@ -192,9 +192,14 @@ def _mark_label(task: Task) -> str:
     return re.sub(r"[^A-Za-z0-9_\-.:/=+@# ]", "_", text)[:100]
 
 
+INCOMPLETE = ("incomplete: the stream ended without a final (done) chunk, so no backend timings; the text is kept "
+              "and scored, as the paper's non-streaming call kept it (Ollama ends a looping answer this way)")
+
+
 def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: float, task: Task,
         keep_trace: bool, unc: MeterUncertainty | None = None) -> results.AnswerRecord:
-    """One answer, whatever happens: ok, timeout or error, each with its reason."""
+    """One answer, whatever happens: ok, timeout or error, each with its reason. A model that cannot be loaded
+    raises ``ModelSkipped`` (the loop skips the model)."""
     temp_before, thr_before = temperature_c(), throttled()
     status, reason, completion = "ok", "", None
     label = _mark_label(task)
@@ -205,10 +210,16 @@ def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: f
     cpu_before = conditions.read_counters()  # what else the machine does meanwhile (two /proc reads, no thread)
     try:
         completion = backend.generate(task.model, task.prompt, dict(spec.options), spec.backend.timeout_s)
+        if not completion.complete:
+            reason = INCOMPLETE
     except AnswerTimeout as exc:
         status, reason, completion = "timeout", str(exc), exc.partial
     except AnswerFailed as exc:
         status, reason = "error", str(exc)
+    except ModelSkipped:  # nothing was answered: close the mark, then the loop skips the model
+        with contextlib.suppress(MeterUnavailable):
+            meter.mark(f"answer-end {label}")
+        raise
     machine = conditions.between(cpu_before, conditions.read_counters())
     unc = unc or MeterUncertainty()
     windows = trace = None
@@ -231,13 +242,11 @@ def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: f
         meter_uncertainty=unc, conditions=machine)
 
 
-def backend_for(spec: Spec) -> Backend:
-    common = {"warmup": spec.backend.warmup, "allow_digest_override": spec.backend.allow_digest_override}
-    if spec.backend.kind == "ollama":
-        return get_backend("ollama", host=spec.backend.host, keep_alive=spec.backend.keep_alive,
-                           read_timeout_s=spec.backend.timeout_s, **common)
-    return get_backend(spec.backend.kind, n_ctx=int(spec.options.get("num_ctx", 2048)),
-                       seed=int(spec.options.get("seed", 0)), **common)
+def check_models(spec: Spec, tasks: list[Task]) -> None:
+    """Every model still to be asked is present with the catalog's digest, checked before the idle baseline
+    (which takes the paper 104 minutes), so a missing model stops the run before anything is measured."""
+    entries = list({t.model.tag: t.model for t in tasks}.values())
+    model_store.refuse_on_mismatch(model_store.check(spec.backend.host, entries, spec.backend.allow_digest_override))
 
 
 def write_spec_copy(spec: Spec, out_dir: Path) -> None:
@@ -266,7 +275,9 @@ def run(spec: Spec, out_dir: Path, *, progress: bool = True, backend: Backend | 
                  len(pending), len(tasks))
         if not pending:
             return RunOutcome(out_dir, run_row.run_id, resumed, 0, results.status_counts(db), False)
-        backend = backend or backend_for(spec)
+        if backend is None:
+            check_models(spec, pending)
+            backend = backend_for(spec)
         with open_meter(spec, out_dir) as meter, _stop_on_signals() as stop:
             unc = record_meter(db, run_row.run_id, meter)
             idle = idle_baseline(spec, db, run_row.run_id, meter)
@@ -305,16 +316,15 @@ def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idl
             keep_trace = block != (tag, task.item.dataset)  # the first answer of each (model, dataset) block
             block = (tag, task.item.dataset)
             if tag != prepared and tag not in skipped_models:
-                cool = cool_down(spec.cooldown.max_temp_c, spec.cooldown.max_wait_s)
-                results.add_event(db, run_id, "cooldown", f"{tag}: {cool}")
-                try:
-                    facts = backend.prepare(task.model)
-                    results.record_model(db, run_id, tag, facts)
-                    prepared = tag
-                except ModelSkipped as exc:
-                    skipped_models[tag] = str(exc)
+                prepared = _prepare(spec, db, run_id, backend, task.model, skipped_models)
             bar.set_postfix_str(f"{tag} {task.item.dataset}", refresh=False)
-            if tag in skipped_models:
+            record = None
+            if tag not in skipped_models:
+                try:
+                    record = ask(backend, meter, spec, run_id, idle_w, task, keep_trace)
+                except ModelSkipped as exc:  # the server could not load it at its first answer
+                    _skip(db, run_id, tag, str(exc), skipped_models)
+            if record is None:
                 record = results.AnswerRecord(run_id=run_id, model=tag, dataset=task.item.dataset,
                                               item_id=task.item.item_id, item_sha256=task.item.sha256,
                                               prompt_sha256=sha256_text(task.prompt), status="skipped",
@@ -328,3 +338,25 @@ def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idl
     finally:
         bar.close()
     return asked
+
+
+def _prepare(spec: Spec, db, run_id: str, backend: Backend, model: ModelEntry,
+             skipped_models: dict[str, str]) -> str | None:
+    """Cool down (if the spec asks), then load/check/warm up the model; a model that cannot run is skipped with
+    its reason (and the run goes on). Returns the tag when prepared."""
+    if spec.cooldown.max_wait_s > 0:
+        cool = cool_down(spec.cooldown.max_temp_c, spec.cooldown.max_wait_s)
+        results.add_event(db, run_id, "cooldown", f"{model.tag}: {cool}")
+    try:
+        facts = backend.prepare(model)
+    except ModelSkipped as exc:
+        _skip(db, run_id, model.tag, str(exc), skipped_models)
+        return None
+    results.record_model(db, run_id, model.tag, facts)
+    return model.tag
+
+
+def _skip(db, run_id: str, tag: str, reason: str, skipped_models: dict[str, str]) -> None:
+    log.warning("%s", reason)
+    skipped_models[tag] = reason
+    results.add_event(db, run_id, "skip", reason)

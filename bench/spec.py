@@ -14,6 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
+from bench.backends import KINDS as BACKEND_KINDS
+from bench.backends.goduration import DurationError, keep_alive_ns
 from bench.catalog import ModelEntry, model, paper_models
 from bench.errors import BenchError, SpecError, did_you_mean
 from bench.records import canonical_json, sha256_text
@@ -21,7 +23,6 @@ from bench.records import canonical_json, sha256_text
 DATASET_NAMES = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval", "truthfulqa_lettered")
 SOURCE_KINDS = ("fixtures", "cache", "hub", "files")
 SELECTIONS = ("paper", "all")
-BACKEND_KINDS = ("ollama", "llamacpp")
 ORDERS = ("dataset-major", "model-major")
 SCORING_MODES = ("paper", "strict")
 # Generation options a spec may set; they are passed to the backend as given (Ollama names).
@@ -35,7 +36,7 @@ class BackendSpec:
     host: str | None
     timeout_s: float
     warmup: bool
-    keep_alive: str | None
+    keep_alive: str | int | float | None  # as Ollama takes it: a Go duration string, or seconds
     allow_digest_override: bool
 
 
@@ -208,13 +209,13 @@ def parse_spec(text: str, label: str = "<spec>", catalog: Mapping[str, ModelEntr
     exp.done()
 
     be = top.table("backend")
-    kind = be.choice("kind", BACKEND_KINDS)
+    kind = be.choice("kind", tuple(BACKEND_KINDS))
     backend = BackendSpec(
         kind=kind,
         host=be.get("host", str, None),
         timeout_s=float(be.number("timeout_s", 1200.0, minimum=0.001)),
         warmup=be.get("warmup", bool, True),
-        keep_alive=be.get("keep_alive", str, None),
+        keep_alive=_keep_alive(be),
         allow_digest_override=be.get("allow_digest_override", bool, False),
     )
     be.done()
@@ -309,6 +310,20 @@ def parse_spec(text: str, label: str = "<spec>", catalog: Mapping[str, ModelEntr
     return Spec(name=name, description=description, backend=backend, options=options, models=tuple(tags),
                 datasets=tuple(datasets), meter=meter, idle=idle, cooldown=cooldown, scoring_modes=tuple(modes),
                 order=order, source_path=label, source_text=text, catalog=catalog)
+
+
+def _keep_alive(be: _Table) -> str | int | float | None:
+    """Ollama's rules (api/types.go Duration.UnmarshalJSON): a Go duration string or a number of seconds."""
+    value = be.get("keep_alive", (str, int, float), None,
+                   expected="a Go duration such as \"30m\" or \"-1m\", or a number of seconds")
+    if value is None:
+        return None
+    try:
+        keep_alive_ns(value)
+    except DurationError as exc:
+        be.fail("keep_alive", f"a Go duration such as \"30m\", \"1h\" or \"-1m\" (a unit is required except for "
+                f"\"0\"; Ollama answers HTTP 400 with {exc}), or a number of seconds (negative: stay loaded)", value)
+    return value
 
 
 def model_or_spec_error(label: str, tag: str, catalog: Mapping[str, ModelEntry] | None = None) -> ModelEntry:

@@ -18,16 +18,38 @@ def pytest_report_header(config):  # noqa: ANN001, ARG001
     return f"ollama target: {'real Ollama at ' + host if host else 'the test server (tests/ollama_server.py)'}"
 
 
-@pytest.fixture(scope="session")
-def llama_engine():
-    """A prepared LlamaCppBackend on the demo GGUF, shared by the session (the load costs ~0.5 s)."""
+def _needs_llama_cpp() -> None:
     try:
         import llama_cpp  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"llama-cpp-python not importable ({exc}); llama.cpp-backed tests need it")
-    from ollama_server import prepared_engine
 
-    engine = prepared_engine(n_threads=1)  # 1 thread: llama.cpp thread barriers crawl on a shared, contended 2-core box
+
+@pytest.fixture(scope="session")
+def llama_engine():
+    """A prepared LlamaCppBackend on the demo GGUF, shared by the session (the load costs ~0.5 s)."""
+    _needs_llama_cpp()
+    from bench.backends.llamacpp import LlamaCppBackend
+    from bench.catalog import model
+    from ollama_server import DEMO_TAG
+
+    # 1 thread: llama.cpp thread barriers crawl on a shared, contended 2-core box
+    engine = LlamaCppBackend(n_threads=1, warmup=False)
+    engine.prepare(model(DEMO_TAG))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
+def llama_runner():
+    """The Ollama test server's llama.cpp engine on the demo GGUF (loaded by the server's first request)."""
+    _needs_llama_cpp()
+    from bench.backends.llamacpp import gguf_path
+    from bench.catalog import model
+    from ollama_runner import LlamaEngine
+    from ollama_server import DEMO_TAG
+
+    engine = LlamaEngine(str(gguf_path(model(DEMO_TAG))))
     yield engine
     engine.close()
 
@@ -66,7 +88,7 @@ def ollama_target(request):
         sys.stderr.write(f"\nusing {target.label} (model {tag}, digest taken from the server)\n")
         yield target
         return
-    engine = request.getfixturevalue("llama_engine")
+    engine = request.getfixturevalue("llama_runner")
     with OllamaTestServer(engine) as srv:
         entry = dataclasses.replace(models()[DEMO_TAG], backend="ollama")
         target = OllamaTarget(srv.host, entry, False, srv)
@@ -79,7 +101,7 @@ def scripted_server():
     """A fresh no-LLM test server for fault tests (fast, deterministic)."""
     from ollama_server import OllamaTestServer
 
-    with OllamaTestServer(None, scripted_reply="The answer is <ANS> 42 </ANS> and that is all .") as srv:
+    with OllamaTestServer(scripted_reply="The answer is <ANS> 42 </ANS> and that is all .") as srv:
         yield srv
 
 
@@ -90,6 +112,12 @@ def paced_ollama():
 
     with paced_ollama_server() as host:
         yield host
+
+
+@pytest.fixture(autouse=True)
+def _no_real_ollama_registry(monkeypatch):
+    """Pulls never ask registry.ollama.ai from a test; tests that want a registry point this at their own."""
+    monkeypatch.setenv("BENCH_OLLAMA_REGISTRY", "off")
 
 
 @pytest.fixture(scope="session", autouse=True)

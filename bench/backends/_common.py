@@ -1,4 +1,4 @@
-"""Small helpers both backends share: the RAM-fit precheck, the file digest, digest comparison."""
+"""Small helpers the backends share: the RAM-fit precheck, the file digest, digest comparison and verdicts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import threading
 from pathlib import Path
 
-from bench.backends.base import ModelSkipped
+from bench.backends.base import ModelCheck, ModelSkipped
 from bench.catalog import ModelEntry
 from bench.errors import DigestMismatch
 
@@ -74,6 +74,16 @@ def check_digest(model: ModelEntry, got: str | None, where: str, allow_override:
         log.warning("%s: digest %s differs from catalog %s; running anyway (override)", model.tag, got_n, want)
         facts["digest_override"] = True
     return facts
+
+
+def verdict(model: ModelEntry, got: str | None, where: str, allow_override: bool, note: str = "") -> ModelCheck:
+    """``missing`` (nothing there), ``ok``, or ``mismatch`` (``override`` when the spec allows running it anyway)."""
+    want = normalize_digest(model.digest) or ""
+    got = normalize_digest(got)
+    if got is None:
+        return ModelCheck(model.tag, "missing", None, want, where, note)
+    status = "ok" if got == want else ("override" if allow_override else "mismatch")
+    return ModelCheck(model.tag, status, got, want, where, note)
 
 
 _hash_cache: dict[tuple[str, int, int], str] = {}

@@ -1,7 +1,9 @@
-"""The one small protocol every inference backend implements, and the per-answer faults it may raise."""
+"""The one small protocol every inference backend implements, the per-answer faults it may raise, and the
+verdict of a model check."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bench.catalog import ModelEntry
@@ -32,6 +34,28 @@ class ModelSkipped(BenchError):
         super().__init__(message)
         self.needed_bytes = needed_bytes
         self.available_bytes = available_bytes
+
+
+class LoadFailed(ModelSkipped):
+    """The server could not load the model (not enough memory, the runner died, the load timed out): retrying does
+    not help, so the runner skips the model with this reason and goes on."""
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """The verdict on one model's local copy: ``status`` is ``ok``, ``missing``, ``mismatch`` or ``override``;
+    ``note`` says anything else worth a line (e.g. the registry now serves another digest for the tag)."""
+
+    tag: str
+    status: str
+    digest: str | None
+    catalog_digest: str
+    where: str
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "override")
 
 
 class Backend(Protocol):

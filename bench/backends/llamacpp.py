@@ -15,7 +15,8 @@ Timing fields are Ollama-shaped but computed here, honestly, from host ``time.mo
 - ``total_duration`` = ``t_last - t_send`` (unlike Ollama, it does not include a load done in ``prepare``).
 
 The timeout is checked per token: once past the deadline the next token is forced to end-of-generation and
-``AnswerTimeout`` carries the partial answer. A single long prefill cannot be interrupted.
+``AnswerTimeout`` carries the partial answer. A single long prefill cannot be interrupted. Stamping, the deadline
+and the ``Completion`` are the shared ``bench.backends.stream.timed_generate``'s; this module only yields chunks.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from bench.backends._common import (
     DEFAULT_RAM_OVERHEAD_BYTES,
@@ -35,8 +36,10 @@ from bench.backends._common import (
     mem_available_bytes,
     ram_fit,
     sha256_file,
+    verdict,
 )
-from bench.backends.base import AnswerTimeout
+from bench.backends.base import ModelCheck
+from bench.backends.stream import Chunk, DeadlinePassed, Done, completion_facts, timed_generate
 from bench.catalog import ModelEntry
 from bench.errors import BackendError
 from bench.records import Completion
@@ -174,7 +177,10 @@ class LlamaCppBackend:
         return facts
 
     def generate(self, model: ModelEntry, prompt: str, options: dict[str, Any], timeout_s: float) -> Completion:
-        return self.stream_chat(model, [{"role": "user", "content": prompt}], options, timeout_s)
+        self._check_options(options)
+        opts = {**DEFAULT_OPTIONS, **self.options, **options}
+        deadline_ns = time.monotonic_ns() + int(timeout_s * 1e9)
+        return timed_generate(model.tag, timeout_s, deadline_ns, lambda d: self._chunks(model, prompt, opts, d))
 
     def close(self) -> None:
         with self._lock:
@@ -187,25 +193,14 @@ class LlamaCppBackend:
             self._loaded = None
             self._loaded_tag = None
 
-    # -- streaming core, shared with the Ollama-API test server ------------------------------------------------
+    # -- the stream -------------------------------------------------------------------------------------------
 
-    def stream_chat(
-        self,
-        model: ModelEntry,
-        messages: list[dict[str, str]],
-        options: dict[str, Any],
-        timeout_s: float,
-        on_piece: Callable[[str], None] | None = None,
-    ) -> Completion:
-        """Answer ``messages`` greedily with the model's chat template; ``on_piece`` gets each text piece as it
-        is produced (an exception from it aborts the answer and propagates)."""
-        self._check_options(options)
-        opts = {**DEFAULT_OPTIONS, **self.options, **options}
+    def _chunks(self, model: ModelEntry, prompt: str, opts: dict[str, Any], deadline_ns: int) -> Iterator[Chunk]:
+        """Answer ``prompt`` greedily with the model's chat template, one piece per token, then the counters."""
         with self._lock:
             if self._llm is None or self._loaded_tag != model.tag:
                 raise BackendError(f"{model.tag}: not prepared on the llamacpp backend (call prepare first)")
-            t_send = time.monotonic_ns()
-            deadline = t_send + int(timeout_s * 1e9)
+            t_start = time.monotonic_ns()
             load_ns = self._pending_load_ns
             self._pending_load_ns = 0
             load_ns += self._ensure_loaded(Path(self._loaded[0]), opts)  # a changed num_ctx/num_thread reloads
@@ -219,7 +214,7 @@ class LlamaCppBackend:
                 stats.calls += 1
                 if stats.prompt_tokens is None:
                     stats.prompt_tokens = len(input_ids)
-                if time.monotonic_ns() >= deadline:
+                if time.monotonic_ns() >= deadline_ns:
                     stats.timed_out = True
                     scores.fill(-math.inf)
                     scores[eos] = 0.0
@@ -232,54 +227,39 @@ class LlamaCppBackend:
                 "logits_processor": llama_cpp.LogitsProcessorList([hook]),
                 "seed": opts.get("seed", self.seed),
             }
-            for ours, theirs in (("top_k", "top_k"), ("top_p", "top_p"), ("min_p", "min_p"),
-                                 ("repeat_penalty", "repeat_penalty"), ("stop", "stop")):
-                if ours in opts:
-                    kwargs[theirs] = opts[ours]
+            for key in ("top_k", "top_p", "min_p", "repeat_penalty", "stop"):
+                if key in opts:
+                    kwargs[key] = opts[key]
             num_predict = opts.get("num_predict")
             if num_predict is not None and int(num_predict) >= 0:
                 kwargs["max_tokens"] = int(num_predict)
-            pieces: list[str] = []
             t_first: int | None = None
             finish: str | None = None
-            stream = llm.create_chat_completion(messages=messages, **kwargs)
+            stream = llm.create_chat_completion(messages=[{"role": "user", "content": prompt}], **kwargs)
             try:
                 for chunk in stream:
                     choice = chunk["choices"][0]
                     piece = choice.get("delta", {}).get("content") or ""
-                    if piece:
-                        if t_first is None:
-                            t_first = time.monotonic_ns()
-                        pieces.append(piece)
-                        if on_piece is not None:
-                            on_piece(piece)
+                    if piece and t_first is None:
+                        t_first = time.monotonic_ns()
                     if choice.get("finish_reason"):
                         finish = choice["finish_reason"]
-                    if time.monotonic_ns() >= deadline:
-                        stats.timed_out = True
-                        break
+                    yield piece
             finally:
                 stream.close()
             t_last = time.monotonic_ns()
-            eval_count = max(stats.calls - (1 if finish == "stop" else 0), 0)
-            completion = Completion(
-                text="".join(pieces),
-                t_send_ns=t_send,
-                t_first_token_ns=t_first,
-                t_last_token_ns=t_last,
+            if stats.timed_out:
+                raise DeadlinePassed()
+            yield Done(
                 prompt_eval_count=stats.prompt_tokens,
-                prompt_eval_duration_ns=(t_first - t_send) if t_first is not None else None,
-                eval_count=eval_count,
+                prompt_eval_duration_ns=(t_first - t_start) if t_first is not None else None,
+                eval_count=max(stats.calls - (1 if finish == "stop" else 0), 0),
                 eval_duration_ns=(t_last - t_first) if t_first is not None else None,
                 load_duration_ns=load_ns,
-                total_duration_ns=t_last - t_send,
-                done_reason=None if stats.timed_out else finish,
+                total_duration_ns=t_last - t_start,
+                done_reason=finish,
+                num_ctx=llm.n_ctx(),
             )
-        if stats.timed_out:
-            raise AnswerTimeout(
-                f"{model.tag}: no complete answer within {timeout_s:g} s ({eval_count} tokens so far)", partial=completion
-            )
-        return completion
 
     # -- internals --------------------------------------------------------------------------------------------
 
@@ -314,24 +294,38 @@ class LlamaCppBackend:
         return elapsed
 
 
-def completion_facts(c: Completion) -> dict[str, Any]:
-    """A warm-up's timings as plain facts (kept out of the results, recorded with the model)."""
-    return {
-        "text_chars": len(c.text),
-        "host_total_s": (c.t_last_token_ns - c.t_send_ns) / 1e9,
-        "ttft_s": (c.t_first_token_ns - c.t_send_ns) / 1e9 if c.t_first_token_ns is not None else None,
-        "prompt_eval_count": c.prompt_eval_count,
-        "eval_count": c.eval_count,
-        "load_duration_ns": c.load_duration_ns,
-        "prompt_eval_duration_ns": c.prompt_eval_duration_ns,
-        "eval_duration_ns": c.eval_duration_ns,
-        "total_duration_ns": c.total_duration_ns,
-        "done_reason": c.done_reason,
-    }
-
-
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+BACKEND = LlamaCppBackend
+
+
+def from_spec(spec) -> LlamaCppBackend:  # noqa: ANN001 - a bench.spec.Spec (not imported: no cycle)
+    """The spec's options (context, threads, seed: also the warm-up's) and warm-up choice."""
+    b = spec.backend
+    return LlamaCppBackend(options=dict(spec.options), seed=int(spec.options.get("seed", 0)), warmup=b.warmup,
+                           allow_digest_override=b.allow_digest_override)
+
+
+def check(entries: list[ModelEntry], host: str | None = None, allow_digest_override: bool = False) -> list[ModelCheck]:
+    """Each model's GGUF (found in its package) by sha256; ``host`` is unused (the backend is in-process)."""
+    out = []
+    for entry in entries:
+        try:
+            path = gguf_path(entry)
+        except BackendError:
+            out.append(verdict(entry, None, f"package {entry.gguf_package}", allow_digest_override))
+            continue
+        out.append(verdict(entry, sha256_file(path), str(path), allow_digest_override))
+    return out
+
+
+def pull(entries: list[ModelEntry], host: str | None = None, progress: Callable[..., Any] | None = None,
+         allow_digest_override: bool = False) -> list[ModelCheck]:
+    """Nothing to fetch (the GGUF comes with its package, ``make venv`` installs it): the files are checked."""
+    log.info("llamacpp models come with their packages; checking their files")
+    return check(entries, host, allow_digest_override)

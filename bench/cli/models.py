@@ -49,12 +49,13 @@ _override = click.option("--allow-digest-override", is_flag=True, help="Do not r
 @_host
 @_override
 def pull_cmd(spec: str | None, tags: tuple[str, ...], host: str | None, allow_digest_override: bool) -> None:
-    """Pull models (default: the paper's 28) with progress, then verify their digests against the catalog."""
+    """Pull models (default: the paper's 28), never over a copy that matches the catalog; refuse a tag the registry
+    now serves with another digest; a progress bar per blob; verify the digests against the catalog."""
     from bench.models import pull, refuse_on_mismatch
 
     results = pull(host, _selected(spec, tags), allow_digest_override=allow_digest_override)
     for r in results:
-        click.echo(f"{r.status:8} {r.tag}  {r.digest}")
+        click.echo(f"{r.status:8} {r.tag}  {r.digest}" + (f"  ({r.note})" if r.note else ""))
     refuse_on_mismatch(results)
 
 

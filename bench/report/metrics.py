@@ -50,7 +50,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "ttft_s": ("host time to first token", "s"),
     "prefill_energy_j": ("idle-subtracted energy before the first token (load + prefill)", "J"),
     "decode_energy_j": ("idle-subtracted energy from first to last token", "J"),
-    "j_per_prompt_token": ("prefill energy / prompt tokens", "J/token"),
+    "j_per_prompt_token": ("prefill energy / evaluated prompt tokens (prompt_eval_count minus the tokens Ollama "
+                           "reused from its prompt cache, where known)", "J/token"),
     "j_per_gen_token_decode": ("decode energy / generated tokens", "J/token"),
     "prefill_energy_share": ("share of the answer's energy spent before the first token", "fraction"),
     "energy_bound_j": ("error bound of energy_j: sampling at the window edges + the meter's declared uncertainty", "J"),
@@ -75,8 +76,8 @@ PHASE_METRICS = {
 }
 
 _NUMERIC_INPUTS = (
-    "correct", "eval_count", "prompt_eval_count", "total_s", "eval_s", "prompt_eval_s", "load_s", "ttft_s",
-    "host_total_s",
+    "correct", "eval_count", "prompt_eval_count", "prompt_cached_tokens", "total_s", "eval_s", "prompt_eval_s",
+    "load_s", "ttft_s", "host_total_s",
 )
 
 
@@ -122,6 +123,12 @@ def drop_partial_bounds(cells_: pd.DataFrame) -> pd.DataFrame:
     return cells_
 
 
+def evaluated_prompt_tokens(prompt_eval_count: np.ndarray, cached: np.ndarray) -> np.ndarray:
+    """Prompt tokens the server evaluated: Ollama's ``prompt_eval_count`` counts the cached prefix it reused too
+    (runner/llamarunner at v0.6.0), so the cached tokens come off where they are known."""
+    return prompt_eval_count - np.nan_to_num(cached)
+
+
 def answered(frame: pd.DataFrame) -> pd.Series:
     """Rows that are recorded answers: status ``ok`` (a frame without a status column counts every row)."""
     if "status" not in frame.columns:
@@ -163,11 +170,13 @@ def derive(frame: pd.DataFrame) -> pd.DataFrame:
     out["ttft_s"] = c["ttft_s"]
     out["prefill_energy_j"] = c["prefill_energy_j"]
     out["decode_energy_j"] = c["decode_energy_j"]
-    out["j_per_prompt_token"] = _ratio(c["prefill_energy_j"], c["prompt_eval_count"])
+    out["j_per_prompt_token"] = _ratio(c["prefill_energy_j"], evaluated_prompt_tokens(c["prompt_eval_count"],
+                                                                                   c["prompt_cached_tokens"]))
     out["j_per_gen_token_decode"] = _ratio(c["decode_energy_j"], c["eval_count"])
     out["prefill_energy_bound_j"] = c["prefill_energy_bound_j"]
     out["decode_energy_bound_j"] = c["decode_energy_bound_j"]
-    out["j_per_prompt_token_bound"] = _ratio(c["prefill_energy_bound_j"], c["prompt_eval_count"])
+    out["j_per_prompt_token_bound"] = _ratio(c["prefill_energy_bound_j"],
+                                             evaluated_prompt_tokens(c["prompt_eval_count"], c["prompt_cached_tokens"]))
     out["j_per_gen_token_decode_bound"] = _ratio(c["decode_energy_bound_j"], c["eval_count"])
     out["prefill_over_bound"] = over_bound(c["prefill_energy_j"], c["prefill_energy_bound_j"])
     out["decode_over_bound"] = over_bound(c["decode_energy_j"], c["decode_energy_bound_j"])

@@ -1,0 +1,110 @@
+"""The one timed generate every backend shares: it stamps, bounds and builds the ``Completion``.
+
+A backend only yields chunks: text pieces (``str``) as they arrive, then one ``Done`` with its own accounting.
+This module owns what the energy windows rely on, so it is the same for every backend:
+
+- ``t_send_ns`` right before the stream is opened, ``t_first_token_ns`` at the first non-empty piece,
+  ``t_last_token_ns`` right after the last chunk (host ``CLOCK_MONOTONIC``);
+- the deadline: checked after every piece, and passed to the backend, which bounds its own waits by it and raises
+  ``DeadlinePassed`` when a wait hits it; either way the answer is ``AnswerTimeout`` carrying the partial text;
+- a stream that ends without a ``Done`` (Ollama's repeat guard ends a looping answer that way) is kept as an
+  incomplete ``Completion`` (``complete=False``, no backend timings), not dropped.
+
+This loop is the runner's hot path while an answer streams, so it does the least per chunk: a type check, one
+clock read, a list append.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Union
+
+from bench.backends.base import AnswerTimeout
+from bench.records import Completion
+
+
+@dataclass(frozen=True)
+class Done:
+    """A backend's own accounting of one answer (Ollama's final chunk, or llama.cpp's counters)."""
+
+    prompt_eval_count: int | None = None
+    prompt_eval_duration_ns: int | None = None
+    eval_count: int | None = None
+    eval_duration_ns: int | None = None
+    load_duration_ns: int | None = None
+    total_duration_ns: int | None = None
+    done_reason: str | None = None
+    prompt_cached_tokens: int | None = None
+    num_ctx: int | None = None
+
+
+Chunk = Union[str, Done]
+
+
+class DeadlinePassed(Exception):
+    """Raised by a backend's stream when a wait (socket read, sampler) ran into the answer's deadline."""
+
+
+def timed_generate(tag: str, timeout_s: float, deadline_ns: int,
+                   open_stream: Callable[[int], Iterator[Chunk]]) -> Completion:
+    """Run one answer: ``open_stream(deadline_ns)`` yields its chunks; raises ``AnswerTimeout`` (with the partial
+    answer) at the deadline, and lets a backend's own ``AnswerFailed``/``BackendError`` through."""
+    monotonic_ns = time.monotonic_ns
+    pieces: list[str] = []
+    t_first: int | None = None
+    done: Done | None = None
+    t_send = monotonic_ns()
+    stream = open_stream(deadline_ns)
+    why = ""
+    try:
+        for chunk in stream:
+            if chunk.__class__ is str:
+                if chunk:
+                    if t_first is None:
+                        t_first = monotonic_ns()
+                    pieces.append(chunk)
+                if monotonic_ns() >= deadline_ns:
+                    why = "deadline passed mid-stream"
+                    break
+            else:
+                done = chunk
+    except DeadlinePassed:
+        why = "stalled" if t_first is not None else "no reply"
+    finally:
+        stream.close()
+    t_last = monotonic_ns()
+    if why:
+        partial = Completion(text="".join(pieces), t_send_ns=t_send, t_first_token_ns=t_first, t_last_token_ns=t_last,
+                             complete=False)
+        raise AnswerTimeout(f"{tag}: no complete answer within {timeout_s:g} s ({why}; {len(pieces)} pieces so far)",
+                            partial=partial)
+    if done is None:
+        return Completion(text="".join(pieces), t_send_ns=t_send, t_first_token_ns=t_first, t_last_token_ns=t_last,
+                          complete=False)
+    return Completion(
+        text="".join(pieces), t_send_ns=t_send, t_first_token_ns=t_first, t_last_token_ns=t_last,
+        prompt_eval_count=done.prompt_eval_count, prompt_eval_duration_ns=done.prompt_eval_duration_ns,
+        eval_count=done.eval_count, eval_duration_ns=done.eval_duration_ns, load_duration_ns=done.load_duration_ns,
+        total_duration_ns=done.total_duration_ns, done_reason=done.done_reason,
+        prompt_cached_tokens=done.prompt_cached_tokens, num_ctx=done.num_ctx)
+
+
+def completion_facts(c: Completion) -> dict:
+    """A warm-up's timings as plain facts (kept out of the results, recorded with the model)."""
+    return {
+        "text_chars": len(c.text),
+        "host_total_s": (c.t_last_token_ns - c.t_send_ns) / 1e9,
+        "ttft_s": (c.t_first_token_ns - c.t_send_ns) / 1e9 if c.t_first_token_ns is not None else None,
+        "prompt_eval_count": c.prompt_eval_count,
+        "eval_count": c.eval_count,
+        "load_duration_ns": c.load_duration_ns,
+        "prompt_eval_duration_ns": c.prompt_eval_duration_ns,
+        "eval_duration_ns": c.eval_duration_ns,
+        "total_duration_ns": c.total_duration_ns,
+        "done_reason": c.done_reason,
+        "complete": c.complete,
+    }
+
+
+__all__ = ["Chunk", "DeadlinePassed", "Done", "completion_facts", "timed_generate"]

@@ -74,7 +74,8 @@ def build_run_report(out_dir: Path, mode: str = "paper", *, report_root: Path | 
     from bench.report.run_folder import load_run
 
     loaded = load_run(out_dir, mode)
-    info = {**loaded.run_info, **report_run_info(run_facts(out_dir)), **(extra_info or {})}
+    info = {**loaded.run_info, **report_run_info(run_facts(out_dir)), "protocol": run_protocol(out_dir),
+            **(extra_info or {})}
     paths = build_report(loaded.frame, report_root or out_dir, run_info=info, traces=loaded.traces,
                          published=published, plots=plots)
     return paths.report_dir
@@ -94,6 +95,17 @@ def report_run_info(facts: dict[str, Any]) -> dict[str, str]:
         "answers": ", ".join(f"{k} {v}" for k, v in facts["answers_by_status"].items()),
         "versions": identity_line(facts["identity"]),
     }
+
+
+def run_protocol(out_dir: Path) -> str:
+    """The measurement protocol of the stored spec (warm-up, keep-alive, cooldown, context), for the report."""
+    from bench.report.protocol import describe
+
+    db = results.connect_readonly(out_dir / "results.db")
+    try:
+        return describe(results.stored_spec(db))
+    finally:
+        db.close()
 
 
 def identity_line(identity: RunIdentity | None) -> str:

@@ -321,7 +321,7 @@ def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idl
             record = None
             if tag not in skipped_models:
                 try:
-                    record = ask(backend, meter, spec, run_id, idle_w, task, keep_trace)
+                    record = ask(backend, meter, spec, run_id, idle_w, task, keep_trace, unc)
                 except ModelSkipped as exc:  # the server could not load it at its first answer
                     _skip(db, run_id, tag, str(exc), skipped_models)
             if record is None:
@@ -329,8 +329,6 @@ def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idl
                                               item_id=task.item.item_id, item_sha256=task.item.sha256,
                                               prompt_sha256=sha256_text(task.prompt), status="skipped",
                                               reason=skipped_models[tag])
-            else:
-                record = ask(backend, meter, spec, run_id, idle_w, task, keep_trace, unc)
             results.record_answer(db, record)
             record_outages(db, run_id, meter)
             asked += 1

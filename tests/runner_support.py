@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import socket
@@ -85,10 +86,11 @@ name = "{name}"
 kind = "ollama"
 host = "{host}"
 timeout_s = 30
+{backend}
 [options]
 temperature = 0.0
 [models]
-tags = ["{model}"]
+tags = {models}
 {datasets}
 [meter]
 driver = "sim"
@@ -101,10 +103,12 @@ max_wait_s = 0
 
 
 def paced_spec(tmp_path: Path, host: str, *, name: str = "paced", load_w: float = 6.9, idle_w: float = 2.85,
-               limit: int = 3, datasets: tuple[str, ...] = ("commonsenseqa", "gsm8k")) -> Path:
-    """A spec that runs against `paced_ollama_server`, with the sim meter in busy mode (load power while answering)."""
+               limit: int = 3, datasets: tuple[str, ...] = ("commonsenseqa", "gsm8k"),
+               models: tuple[str, ...] = (PACED_MODEL,), backend: str = "") -> Path:
+    """A spec that runs against an Ollama test server (`paced_ollama_server` by default), with the sim meter in busy
+    mode (load power while answering); ``backend`` adds lines to its [backend] table."""
     blocks = "".join(f'[datasets.{d}]\nsource = "fixtures"\nselection = "all"\nlimit = {limit}\n' for d in datasets)
     path = tmp_path / f"{name}.toml"
-    path.write_text(PACED_SPEC.format(name=name, host=host, model=PACED_MODEL, datasets=blocks, load_w=load_w,
-                                      idle_w=idle_w), "utf-8")
+    path.write_text(PACED_SPEC.format(name=name, host=host, models=json.dumps(list(models)), datasets=blocks,
+                                      load_w=load_w, idle_w=idle_w, backend=backend), "utf-8")
     return path

@@ -53,6 +53,8 @@ def test_dockerfile_stages_and_pins() -> None:
     assert re.search(r'^ENTRYPOINT \["bench"\]$', text, re.M)
     assert re.search(r"^USER \S+", text, re.M) and not re.search(r"^USER (root|0)\b", text, re.M)
     assert "HEALTHCHECK" in text and "org.opencontainers.image.revision" in text
+    # server/images.go PullModel (v0.6.0) prunes an old manifest's blobs after a pull unless OLLAMA_NOPRUNE is set
+    assert re.search(r"^\s+OLLAMA_NOPRUNE=1", text, re.M)
 
 
 def test_ollama_pin_matches_the_research_table() -> None:
@@ -84,6 +86,7 @@ def test_compose_wiring() -> None:
     for svc in (ollama, bench):
         assert svc["deploy"]["resources"]["limits"]["memory"]
     assert any(v.endswith(":/var/lib/ollama/models") for v in ollama["volumes"])
+    assert ollama["environment"]["OLLAMA_NOPRUNE"] == "1"  # no blob of a matching copy is ever deleted
 
 
 def test_hadolint() -> None:

@@ -29,14 +29,24 @@ fixed_w = 2.85
 
 
 def test_shipped_specs_load():
-    assert {"demo", "paper", "smoke"} <= set(shipped_specs())
+    assert {"demo", "paper", "paper-clean", "smoke"} <= set(shipped_specs())
     paper = load_spec("paper")
     assert len(paper.models) == 28
     assert [d.name for d in paper.datasets] == ["bigbenchhard", "commonsenseqa", "gsm8k", "humaneval", "truthfulqa"]
-    assert paper.options == {"temperature": 0.0}
+    assert paper.options == {"temperature": 0.0, "num_ctx": 2048}  # 0.6.0's default context, made explicit
     assert paper.backend.timeout_s == 1200
     assert load_spec("smoke").backend.kind == "ollama"
     assert load_spec("demo").backend.kind == "llamacpp"
+
+
+def test_paper_follows_the_authors_protocol_and_paper_clean_adds_warm_up_and_cooldown():
+    """The authors sent no warm-up, left keep-alive at Ollama's default and did not cool down between models
+    (paper-facts.md, API: their script calls ollama.generate(model, prompt, options={'temperature': 0}), non-streaming,
+    nothing else)."""
+    paper, clean = load_spec("paper"), load_spec("paper-clean")
+    assert (paper.backend.warmup, paper.backend.keep_alive, paper.cooldown.max_wait_s) == (False, None, 0)
+    assert (clean.backend.warmup, clean.backend.keep_alive) == (True, "30m") and clean.cooldown.max_wait_s > 0
+    assert clean.models == paper.models and clean.datasets == paper.datasets and clean.options == paper.options
 
 
 def test_hash_is_canonical_not_textual():

@@ -11,7 +11,8 @@ A pull of a tag overwrites its manifest and, unless ``OLLAMA_NOPRUNE`` is set, d
    own digest and size, then ``verifying sha256 digest``, ``writing manifest``, ``success``);
 4. then ``/api/tags`` again: the manifest digest must be the catalog's.
 
-This module uses the official ``ollama`` client: a pull is not timed, so its per-chunk cost does not matter.
+The pull itself goes through the official ``ollama`` client (it is not timed, so its per-chunk cost does not
+matter); the digest checks through the light stdlib client, since a run makes one before its idle baseline.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Callable, Iterable
 
 from bench.backends._common import normalize_digest, verdict
 from bench.backends.base import ModelCheck
-from bench.backends.ollama_http import DEFAULT_HOST, one_line
+from bench.backends.ollama_http import DEFAULT_HOST, HTTPStatus, OllamaHTTP, OllamaHTTPError, one_line
+from bench.backends.stream import DeadlinePassed
 from bench.backends.ollama_registry import RegistryUnavailable, registry_base, remote_digest
 from bench.catalog import ModelEntry
 from bench.errors import BackendError
@@ -34,31 +36,33 @@ def _where(host: str | None) -> str:
     return host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
 
 
-def _client(host: str | None, read_timeout_s: float):
+def _client(host: str | None):
     import httpx
     import ollama
 
-    return ollama.Client(host=_where(host), timeout=httpx.Timeout(connect=10.0, read=read_timeout_s, write=10.0,
-                                                                  pool=10.0))
+    return ollama.Client(host=_where(host), timeout=httpx.Timeout(connect=10.0, read=600.0, write=10.0, pool=10.0))
 
 
-def _server_digests(client: Any, where: str) -> dict[str, str | None]:
-    import httpx
-    import ollama
-
+def _server_digests(host: str | None) -> dict[str, str | None]:
+    """``/api/tags``: the digest of each model the server holds (a run checks this before its idle baseline, so it
+    goes through the light stdlib client, not the official one)."""
+    where = _where(host)
+    http = OllamaHTTP(where)
     try:
-        return {m.model: normalize_digest(m.digest) for m in client.list().models if m.model}
-    except (ConnectionError, httpx.HTTPError) as exc:
-        raise BackendError(f"Ollama at {where} unreachable: {one_line(exc)}") from None
-    except ollama.ResponseError as exc:
-        raise BackendError(f"Ollama at {where}: GET /api/tags failed: HTTP {exc.status_code}: {one_line(exc.error)}") from None
+        listing = http.request_json("GET", "/api/tags", timeout_s=60.0)
+    except HTTPStatus as exc:
+        raise BackendError(f"Ollama at {where}: GET /api/tags failed: {exc}") from None
+    except (OllamaHTTPError, DeadlinePassed) as exc:
+        raise BackendError(f"Ollama at {where} unreachable: {one_line(exc) or 'no reply'}") from None
+    finally:
+        http.close()
+    return {m.get("model") or m.get("name"): normalize_digest(m.get("digest")) for m in listing.get("models") or []}
 
 
 def check(entries: list[ModelEntry], host: str | None, allow_digest_override: bool = False) -> list[ModelCheck]:
     """The server's copy of each model against the catalog; only an unreachable server raises."""
     where = _where(host)
-    with _client(host, 60.0) as client:
-        digests = _server_digests(client, where)
+    digests = _server_digests(host)
     return [verdict(e, digests.get(e.tag), where, allow_digest_override) for e in entries]
 
 
@@ -73,8 +77,8 @@ def pull(entries: list[ModelEntry], host: str | None, progress: Callable[..., An
     where = _where(host)
     base = registry_base()
     out: list[ModelCheck] = []
-    with _client(host, 600.0) as client:
-        local = _server_digests(client, where)
+    with _client(host) as client:
+        local = _server_digests(host)
         for entry in entries:
             want = normalize_digest(entry.digest)
             remote, registry_note = _ask_registry(entry.tag, base)
@@ -90,7 +94,7 @@ def pull(entries: list[ModelEntry], host: str | None, progress: Callable[..., An
                 out.append(ModelCheck(entry.tag, "mismatch", remote, want or "", f"registry {base}", note))
                 continue
             _stream_pull(client, entry, where, progress)
-            local = _server_digests(client, where)
+            local = _server_digests(host)
             if entry.tag not in local:
                 raise BackendError(f"{entry.tag}: pull reported success but the model is not in {where}/api/tags")
             out.append(verdict(entry, local[entry.tag], where, allow_digest_override, registry_note))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ResultsError
-from bench.report import aggregate, compare, energy_bounds, numbers, pareto, phases, plots, render, roofline
+from bench.report import aggregate, compare, energy_bounds, numbers, pareto, phases, plots, protocol, render, roofline
 from bench.report.published import load_published
 from bench.report.traces import as_trace
 
@@ -51,6 +51,8 @@ def _write_tables(d: render.ReportData, tables_dir: Path) -> dict[str, Path]:
     put("phases", d.phases)
     if d.roofline is not None:
         put("roofline", d.roofline)
+    if d.protocol is not None:
+        put("load_effect", d.protocol.load_effect)
     if d.comparison is not None:
         put("comparison", d.comparison)
         put("claims", compare.claims_frame(d.claims))
@@ -116,7 +118,8 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
     data = render.ReportData(run_info=dict(run_info), cells=cells_, tables=tables, summary=summary, fronts=fronts_,
                              phases=phase_tab, phase_note=phases.jpt_vs_decode_note(phase_tab), figures=figures,
                              comparison=comparison, claims=claims, roofline=roof, notes=notes,
-                             energy_marks=energy_bounds.marks(cells_))
+                             energy_marks=energy_bounds.marks(cells_),
+                             protocol=protocol.section(frame, run_info.get("protocol")))
     table_paths = _write_tables(data, report_dir / "tables")
     nums = numbers.key_numbers(cells_, frame, cells_source=source, tolerance_abs=tolerance_abs)
     numbers_path = numbers.write_numbers(nums, report_dir)

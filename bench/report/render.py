@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench.report import protocol as protocol_section
 from bench.report.compare import TOLERANCE_NOTE, Claim
 from bench.report.metrics import BOUND_TOL, COVERAGE_MIN
 from bench.report.plots import Figure
@@ -60,6 +61,7 @@ class ReportData:
     roofline: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
     energy_marks: dict = field(default_factory=dict)  # (table, row, col) or ("model", tag, metric) -> bound/coverage
+    protocol: protocol_section.ProtocolSection | None = None
 
 
 def fmt(value, half=math.nan, n=None, digits: int = 2) -> str:
@@ -231,6 +233,11 @@ def render_html(d: ReportData) -> str:
     parts.append(_html_table(*summary_rows(d.summary, d.energy_marks)))
     parts.append("<h2>Pareto fronts (accuracy vs energy per answer)</h2>")
     parts.append(_html_table(["dataset", "models on the front"], [[k, ", ".join(v)] for k, v in d.fronts.items()]))
+    if d.protocol is not None:
+        p = d.protocol
+        parts.append(f"<h2>{protocol_section.TITLE}</h2><p>{html.escape(p.protocol)}</p>"
+                     + "".join(f"<p class='note'>{html.escape(n)}</p>" for n in p.notes)
+                     + f"<p>{html.escape(protocol_section.EXPLAIN)}</p>" + _html_table(*protocol_section.effect_rows(p)))
     parts.append("<h2>Per-phase energy</h2>" + f"<p class='note'>{html.escape(d.phase_note)}</p>")
     parts.append("<details><summary>per model × dataset</summary>" + _html_table(*phase_rows(d.phases)) + "</details>")
     if d.roofline is not None:
@@ -268,6 +275,10 @@ def render_markdown(d: ReportData, plots_rel: str = "plots") -> str:
                 _md_table(COUNT_HEADER, comparison_counts(d.comparison)), ""]
     out += ["## Per-model results", "", _md_table(*summary_rows(d.summary, d.energy_marks)), ""]
     out += ["## Pareto fronts", ""] + [f"- **{k}**: {', '.join(v)}" for k, v in d.fronts.items()] + [""]
+    if d.protocol is not None:
+        p = d.protocol
+        out += [f"## {protocol_section.TITLE}", "", p.protocol, ""] + [f"> {n}" for n in p.notes] + [""]
+        out += [protocol_section.EXPLAIN, "", _md_table(*protocol_section.effect_rows(p)), ""]
     out += ["## Per-phase energy", "", d.phase_note, "", _md_table(*phase_rows(d.phases)), ""]
     if d.roofline is not None:
         out += [f"## Decode rate vs memory-bandwidth roofline ({info.get('memory_bandwidth_gb_s')} GB/s)", "",

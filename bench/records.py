@@ -37,23 +37,14 @@ class Item:
 
 
 @dataclass(frozen=True)
-class Completion:
-    """One model answer with Ollama-shaped timing fields and the runner's own host-clock stamps.
+class Accounting:
+    """A backend's own account of one answer, as its final (done) chunk reports it (None where it gave none).
 
-    ``t_send_ns`` is taken right before the request goes out, ``t_first_token_ns`` when the first token arrives
-    (None if no token came), ``t_last_token_ns`` right after the last byte. Ollama-reported durations are kept
-    as reported (None where the server gave none).
-
-    ``complete`` is False when the stream ended without a final (done) chunk: Ollama ends a looping answer that
-    way, and the text is kept as the paper's non-streaming call kept it. ``num_ctx`` is the context the answer
-    ran with (a longer prompt was cut to it: ``prompt_eval_count >= num_ctx``); ``prompt_cached_tokens`` is how
-    many of the ``prompt_eval_count`` tokens the server reused from its prompt cache instead of evaluating.
+    ``num_ctx`` is the context the answer ran with (a longer prompt was cut to it: ``prompt_eval_count >= num_ctx``);
+    ``prompt_cached_tokens`` is how many of the ``prompt_eval_count`` tokens the server reused from its prompt cache
+    instead of evaluating them.
     """
 
-    text: str
-    t_send_ns: int
-    t_first_token_ns: int | None
-    t_last_token_ns: int
     prompt_eval_count: int | None = None
     prompt_eval_duration_ns: int | None = None
     eval_count: int | None = None
@@ -61,9 +52,25 @@ class Completion:
     load_duration_ns: int | None = None
     total_duration_ns: int | None = None
     done_reason: str | None = None
-    complete: bool = True
     prompt_cached_tokens: int | None = None
     num_ctx: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Completion(Accounting):
+    """One model answer: the backend's ``Accounting`` (Ollama-shaped) and the runner's own host-clock stamps.
+
+    ``t_send_ns`` is taken right before the request goes out, ``t_first_token_ns`` when the first token arrives
+    (None if no token came), ``t_last_token_ns`` right after the last byte. ``complete`` is False when the stream
+    ended without a final (done) chunk, so without an account: Ollama ends a looping answer that way, and the text
+    is kept as the paper's non-streaming call kept it.
+    """
+
+    text: str
+    t_send_ns: int
+    t_first_token_ns: int | None
+    t_last_token_ns: int
+    complete: bool = True
 
     @property
     def prompt_truncated(self) -> bool | None:

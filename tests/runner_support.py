@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 from importlib import resources
@@ -41,6 +42,16 @@ def demo_variant(tmp_path: Path, *, limit: int = 1, idle_s: float = 1.0, timeout
     path = tmp_path / f"{name}.toml"
     path.write_text(text, "utf-8")
     return path
+
+
+def answer_rows(db_path: Path) -> list[dict]:
+    """Every stored answer row, in order, as dicts (straight from SQLite, as a reviewer would read them)."""
+    db = sqlite3.connect(db_path)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute("SELECT * FROM answers ORDER BY id")]
+    finally:
+        db.close()
 
 
 def bench_cmd(*args: str) -> list[str]:

@@ -15,17 +15,8 @@ import pytest
 from bench import results
 from bench.runner import run
 from bench.spec import load_spec
-from runner_support import ROOT, bench_cmd, demo_variant, needs_llm, paced_spec, run_bench
+from runner_support import ROOT, answer_rows, bench_cmd, demo_variant, needs_llm, paced_spec, run_bench
 
-
-
-def answer_rows(db_path):
-    db = sqlite3.connect(db_path)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM answers ORDER BY id")]
-    finally:
-        db.close()
 
 
 def count_answers(db_path) -> int:

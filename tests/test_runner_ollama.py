@@ -17,19 +17,10 @@ from bench.score_run import score_run
 from bench.spec import load_spec
 
 from ollama_server import OllamaTestServer, served_from_catalog
-from runner_support import paced_spec
+from runner_support import answer_rows, paced_spec
 
 FITS = "qwen2.5:0.5b-instruct-q4_0"
 TOO_BIG = "llama3.2:1b-instruct-q4_K_M"
-
-
-def rows(db_path) -> list[dict]:
-    db = sqlite3.connect(db_path)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM answers ORDER BY id")]
-    finally:
-        db.close()
 
 
 def windows(db_path) -> dict[int, set[str]]:
@@ -54,7 +45,7 @@ def test_a_model_that_cannot_load_is_skipped_and_the_run_goes_on(tmp_path, warmu
         outcome = run(spec, tmp_path / "out", progress=False)
     assert not outcome.interrupted and outcome.counts == {"ok": 4, "skipped": 4}
     by_model = {}
-    for r in rows(tmp_path / "out" / "results.db"):
+    for r in answer_rows(tmp_path / "out" / "results.db"):
         by_model.setdefault(r["model"], set()).add((r["status"], r["reason"]))
     assert by_model[FITS] == {("ok", "")}
     [(status, reason)] = by_model[TOO_BIG]
@@ -73,7 +64,7 @@ def test_a_looping_answer_is_stored_with_its_text_and_energy_and_scored(tmp_path
         spec = load_spec(str(paced_spec(tmp_path, srv.host, models=(FITS,), limit=1, datasets=("commonsenseqa",))))
         outcome = run(spec, tmp_path / "out", progress=False)
     assert outcome.counts == {"ok": 1}
-    [row] = rows(tmp_path / "out" / "results.db")
+    [row] = answer_rows(tmp_path / "out" / "results.db")
     assert row["reason"] == INCOMPLETE and row["complete"] == 0
     assert row["response"] == "<ANS>B</ANS> " + "again " * 31 and row["eval_count"] is None
     assert row["t_send_ns"] < row["t_first_token_ns"] < row["t_last_token_ns"]
@@ -101,14 +92,14 @@ def test_the_paper_protocol_puts_each_models_load_in_its_first_answer(tmp_path):
                                             datasets=("gsm8k",), backend=f"warmup = {str(warmup).lower()}")))
             srv.scheduler.unload(FITS)
             run(spec, tmp_path / f"out-{warmup}", progress=False)
-    cold = rows(tmp_path / "out-False" / "results.db")
-    warm = rows(tmp_path / "out-True" / "results.db")
+    cold = answer_rows(tmp_path / "out-False" / "results.db")
+    warm = answer_rows(tmp_path / "out-True" / "results.db")
     assert cold[0]["load_duration_ns"] > 0.3e9 > cold[1]["load_duration_ns"]
     assert all(r["load_duration_ns"] < 0.3e9 for r in warm)
     # the report says which protocol ran and shows the load in the first answer
     report = build_run_report(tmp_path / "out-False", "paper", published=False, plots=False)
     summary = (report / "summary.md").read_text()
-    assert ("no warm-up, Ollama's default keep-alive (5 minutes), no cooldown, the server's default context: the first "
+    assert ("no warm-up, the server's default keep-alive, no cooldown, the server's default context: the first "
             "answer of each model's block loads the model inside its energy window") in summary
     [effect] = pd.read_csv(report / "tables" / "load_effect.csv").to_dict("records")
     assert effect["model"] == FITS and effect["first_load_s"] > 0.3 > effect["rest_load_s"]

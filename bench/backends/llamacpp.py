@@ -39,10 +39,10 @@ from bench.backends._common import (
     verdict,
 )
 from bench.backends.base import ModelCheck
-from bench.backends.stream import Chunk, DeadlinePassed, Done, completion_facts, timed_generate
+from bench.backends.stream import Chunk, DeadlinePassed, completion_facts, timed_generate
 from bench.catalog import ModelEntry
 from bench.errors import BackendError
-from bench.records import Completion
+from bench.records import Accounting, Completion
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class LlamaCppBackend:
             t_last = time.monotonic_ns()
             if stats.timed_out:
                 raise DeadlinePassed()
-            yield Done(
+            yield Accounting(
                 prompt_eval_count=stats.prompt_tokens,
                 prompt_eval_duration_ns=(t_first - t_start) if t_first is not None else None,
                 eval_count=max(stats.calls - (1 if finish == "stop" else 0), 0),

@@ -38,10 +38,10 @@ from bench.backends.ollama_cache import CacheTracker
 from bench.backends.ollama_pull import check, pull  # the kind's model store, which the registry calls
 from bench.backends.ollama_http import (Dropped, HTTPStatus, Malformed, OllamaHTTP, OllamaHTTPError, StreamError,
                                         Unreachable, one_line)
-from bench.backends.stream import Chunk, DeadlinePassed, Done, completion_facts, timed_generate
+from bench.backends.stream import Chunk, DeadlinePassed, completion_facts, timed_generate
 from bench.catalog import ModelEntry
 from bench.errors import BackendError
-from bench.records import Completion
+from bench.records import Accounting, Completion
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +230,9 @@ class OllamaBackend:
     def _chunks(self, tag: str, body: dict[str, Any], deadline_ns: int, load: tuple, num_ctx: int) -> Iterator[Chunk]:
         """One attempt's stream as chunks (the hot path: two dict lookups per chunk)."""
         pieces = 0
+        lines = self._http.stream("/api/generate", body, deadline_ns)
         try:
-            for obj in self._http.stream("/api/generate", body, deadline_ns):
+            for obj in lines:
                 if obj.get("done"):
                     yield self._done(tag, obj, load, num_ctx)
                 else:
@@ -249,6 +250,8 @@ class OllamaBackend:
             raise _Retryable(f"cannot connect: {exc}", unreachable=True) from None
         except Malformed as exc:
             raise AnswerFailed(f"{tag}: {exc} after {pieces} pieces") from None
+        finally:
+            lines.close()  # an answer ended early (deadline) closes the connection: Ollama cancels the generation
 
     def _status_error(self, tag: str, exc: HTTPStatus, pieces: int) -> Exception:
         if exc.status == 404:
@@ -262,7 +265,7 @@ class OllamaBackend:
             return _Retryable(f"HTTP {exc.status}: {exc.message}")
         return AnswerFailed(f"{tag}: HTTP {exc.status}: {exc.message}")
 
-    def _done(self, tag: str, obj: dict[str, Any], load: tuple, num_ctx: int) -> Done:
+    def _done(self, tag: str, obj: dict[str, Any], load: tuple, num_ctx: int) -> Accounting:
         """The final chunk: Ollama's counters and durations as reported, plus how much of the prompt was cached."""
         prompt_n = obj.get("prompt_eval_count")
         context = obj.get("context")
@@ -270,7 +273,7 @@ class OllamaBackend:
         if context is not None:
             cached = self._cache.observe(tag, load, context, prompt_n, num_ctx, self._keep_ns,
                                          obj.get("total_duration") or 0)
-        return Done(prompt_eval_count=prompt_n, prompt_eval_duration_ns=obj.get("prompt_eval_duration"),
+        return Accounting(prompt_eval_count=prompt_n, prompt_eval_duration_ns=obj.get("prompt_eval_duration"),
                     eval_count=obj.get("eval_count"), eval_duration_ns=obj.get("eval_duration"),
                     load_duration_ns=obj.get("load_duration"), total_duration_ns=obj.get("total_duration"),
                     done_reason=obj.get("done_reason"), prompt_cached_tokens=cached, num_ctx=num_ctx)

@@ -1,13 +1,13 @@
 """The one timed generate every backend shares: it stamps, bounds and builds the ``Completion``.
 
-A backend only yields chunks: text pieces (``str``) as they arrive, then one ``Done`` with its own accounting.
+A backend only yields chunks: text pieces (``str``) as they arrive, then one ``Accounting`` (its own counters).
 This module owns what the energy windows rely on, so it is the same for every backend:
 
 - ``t_send_ns`` right before the stream is opened, ``t_first_token_ns`` at the first non-empty piece,
   ``t_last_token_ns`` right after the last chunk (host ``CLOCK_MONOTONIC``);
 - the deadline: checked after every piece, and passed to the backend, which bounds its own waits by it and raises
   ``DeadlinePassed`` when a wait hits it; either way the answer is ``AnswerTimeout`` carrying the partial text;
-- a stream that ends without a ``Done`` (Ollama's repeat guard ends a looping answer that way) is kept as an
+- a stream that ends without an ``Accounting`` (Ollama's repeat guard ends a looping answer that way) is kept as an
   incomplete ``Completion`` (``complete=False``, no backend timings), not dropped.
 
 This loop is the runner's hot path while an answer streams, so it does the least per chunk: a type check, one
@@ -17,29 +17,14 @@ clock read, a list append.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import dataclasses
 from typing import Callable, Iterator, Union
 
 from bench.backends.base import AnswerTimeout
-from bench.records import Completion
+from bench.records import Accounting, Completion
 
 
-@dataclass(frozen=True)
-class Done:
-    """A backend's own accounting of one answer (Ollama's final chunk, or llama.cpp's counters)."""
-
-    prompt_eval_count: int | None = None
-    prompt_eval_duration_ns: int | None = None
-    eval_count: int | None = None
-    eval_duration_ns: int | None = None
-    load_duration_ns: int | None = None
-    total_duration_ns: int | None = None
-    done_reason: str | None = None
-    prompt_cached_tokens: int | None = None
-    num_ctx: int | None = None
-
-
-Chunk = Union[str, Done]
+Chunk = Union[str, Accounting]
 
 
 class DeadlinePassed(Exception):
@@ -53,7 +38,7 @@ def timed_generate(tag: str, timeout_s: float, deadline_ns: int,
     monotonic_ns = time.monotonic_ns
     pieces: list[str] = []
     t_first: int | None = None
-    done: Done | None = None
+    done: Accounting | None = None
     t_send = monotonic_ns()
     stream = open_stream(deadline_ns)
     why = ""
@@ -82,12 +67,8 @@ def timed_generate(tag: str, timeout_s: float, deadline_ns: int,
     if done is None:
         return Completion(text="".join(pieces), t_send_ns=t_send, t_first_token_ns=t_first, t_last_token_ns=t_last,
                           complete=False)
-    return Completion(
-        text="".join(pieces), t_send_ns=t_send, t_first_token_ns=t_first, t_last_token_ns=t_last,
-        prompt_eval_count=done.prompt_eval_count, prompt_eval_duration_ns=done.prompt_eval_duration_ns,
-        eval_count=done.eval_count, eval_duration_ns=done.eval_duration_ns, load_duration_ns=done.load_duration_ns,
-        total_duration_ns=done.total_duration_ns, done_reason=done.done_reason,
-        prompt_cached_tokens=done.prompt_cached_tokens, num_ctx=done.num_ctx)
+    return Completion(text="".join(pieces), t_send_ns=t_send, t_first_token_ns=t_first, t_last_token_ns=t_last,
+                      **{f.name: getattr(done, f.name) for f in dataclasses.fields(Accounting)})
 
 
 def completion_facts(c: Completion) -> dict:
@@ -107,4 +88,4 @@ def completion_facts(c: Completion) -> dict:
     }
 
 
-__all__ = ["Chunk", "DeadlinePassed", "Done", "completion_facts", "timed_generate"]
+__all__ = ["Chunk", "DeadlinePassed", "completion_facts", "timed_generate"]

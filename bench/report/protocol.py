@@ -36,8 +36,7 @@ def describe(spec) -> str:  # noqa: ANN001 - a bench.spec.Spec (the report does 
     """The protocol of a spec in one line."""
     b, c = spec.backend, spec.cooldown
     warm = "a warm-up with the answers' options before each model" if b.warmup else "no warm-up"
-    keep = (f"keep_alive {b.keep_alive!r}" if b.keep_alive is not None
-            else "Ollama's default keep-alive (5 minutes)") if b.kind == "ollama" else "model kept in process"
+    keep = f"keep_alive {b.keep_alive!r}" if b.keep_alive is not None else "the server's default keep-alive"
     cool = f"cooldown to {c.max_temp_c:g} °C (up to {c.max_wait_s:g} s)" if c.max_wait_s > 0 else "no cooldown"
     ctx = spec.options.get("num_ctx")
     context = f"num_ctx {ctx}" if ctx is not None else "the server's default context"
@@ -88,7 +87,8 @@ def quiet_behaviours(frame: pd.DataFrame) -> list[str]:
                      "those answers are flagged (prompt_truncated) in the answers table.")
     complete = col("complete")
     if (complete == 0).any():
-        notes.append(f"{int((complete == 0).sum())} answers ended without a final chunk (Ollama's repeat guard "
+        n = int((complete == 0).sum())
+        notes.append(f"{n} answer{'s' if n != 1 else ''} ended without a final chunk (Ollama's repeat guard "
                      "stops a looping answer that way): their text is kept and scored, as the paper's call kept it, "
                      "but they have no token counts or backend durations.")
     cached, prompt = col("prompt_cached_tokens"), col("prompt_eval_count")

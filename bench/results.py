@@ -631,10 +631,10 @@ SELECT r.run_id, a.model, {identity}, a.dataset, a.item_id, a.status, a.reason,
        p.n_samples AS prefill_n_samples, p.bound_j AS prefill_energy_bound_j, p.reason AS prefill_energy_reason,
        d.energy_j AS decode_energy_j, d.energy_raw_j AS decode_energy_raw_j, d.coverage AS decode_coverage,
        d.n_samples AS decode_n_samples, d.bound_j AS decode_energy_bound_j, d.reason AS decode_energy_reason,
-       a.eval_count, a.prompt_eval_count, a.prompt_cached_tokens, a.num_ctx,
+       a.eval_count, a.prompt_eval_count, a.prompt_cached_tokens AS prompt_cached_tokens, a.num_ctx AS num_ctx,
        CASE WHEN a.prompt_eval_count IS NULL OR a.num_ctx IS NULL THEN NULL
             ELSE a.prompt_eval_count >= a.num_ctx END AS prompt_truncated,
-       a.complete,
+       a.complete AS complete,
        a.total_duration_ns / 1e9 AS total_s, a.load_duration_ns / 1e9 AS load_s,
        a.prompt_eval_duration_ns / 1e9 AS prompt_eval_s, a.eval_duration_ns / 1e9 AS eval_s,
        (a.t_last_token_ns - a.t_send_ns) / 1e9 AS host_total_s,
@@ -656,6 +656,8 @@ IDENTITY_COLUMNS = ("base", "quant", "precision_group", "family", "parameter_siz
 
 WINDOW_BOUND_COLUMNS = ("bound_j", "reason")
 """Energy-window columns added by m003; a DB sealed before it reads them as NULL."""
+ANSWER_CONTEXT_COLUMNS = ("prompt_cached_tokens", "num_ctx", "complete")
+"""Answer columns added by m005; a DB sealed before it reads them as NULL."""
 
 
 def _frame_sql(db: sqlite3.Connection) -> str:
@@ -670,6 +672,9 @@ def _frame_sql(db: sqlite3.Connection) -> str:
         for alias in "wpd":
             for col in WINDOW_BOUND_COLUMNS:
                 sql = sql.replace(f" {alias}.{col} AS", " NULL AS")
+    if "num_ctx" not in {r[1] for r in db.execute("PRAGMA table_info(answers)")}:
+        for col in ANSWER_CONTEXT_COLUMNS:
+            sql = sql.replace(f"a.{col}", "NULL")
     return sql
 
 

@@ -9,6 +9,8 @@ The bound of a window with raw energy ``E`` over a covered duration ``T`` (docs/
 
     bound = edge_j + time_s * edge_w + power_rel * |E| + power_abs_w * T
 
+(``time_s`` plus the clock-conversion bound for a window of a meter on another machine.)
+
 ``edge_j`` is the worst-case trapezoid error of the two sample intervals that hold the window's edges and
 ``edge_w`` the power change across them (``bench.meter.buffer.EdgeSampling``); a stamp error of ``time_s`` moves an
 edge, and with it ``time_s * |dP|`` joules, per edge. The same bound holds for the idle-subtracted energy: the idle
@@ -94,8 +96,10 @@ class StoredWindow:
 
 
 def bound_j(reading: EnergyReading, unc: MeterUncertainty) -> float:
-    """The error bound (J) of the window's covered energy, raw or idle-subtracted (formula in the module doc)."""
-    return (reading.edge_j + unc.time_s * reading.edge_w + unc.power_rel * abs(reading.energy_j)
+    """The error bound (J) of the window's covered energy, raw or idle-subtracted (formula in the module doc).
+    A window converted from a remote meter's clock may sit off by its clock bound too: a stamp error like any."""
+    time_s = unc.time_s + (reading.clock_bound_ns or 0) / 1e9
+    return (reading.edge_j + time_s * reading.edge_w + unc.power_rel * abs(reading.energy_j)
             + unc.power_abs_w * reading.covered_s)
 
 

@@ -264,6 +264,20 @@ def m005_answer_context(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m006_energy_window_clock(db: sqlite3.Connection) -> None:
+    """For a meter on another machine: the clock offset each window was converted with, the bound on its error,
+    and whether that bound exceeded the spec's tolerance (NULL for a meter sharing this machine's clock)."""
+    _run_ddl(
+        db,
+        """
+        ALTER TABLE energy_windows ADD COLUMN clock_offset_ns INTEGER;
+        ALTER TABLE energy_windows ADD COLUMN clock_bound_ns INTEGER;
+        ALTER TABLE energy_windows ADD COLUMN clock_flag INTEGER CHECK (clock_flag IN (0, 1))
+        """
+    )
+
+
 def _run_ddl(db: sqlite3.Connection, script: str) -> None:
     """Statement by statement: `executescript` would COMMIT first and break the migration's transaction."""
     for statement in script.split(";"):
@@ -522,6 +536,7 @@ class AnswerRecord:
     trace: list[tuple[int, float]] | None = None
     meter_uncertainty: MeterUncertainty | None = None  # None: the meter declared none (zeros, said so in the report)
     conditions: AnswerConditions | None = None
+    clock_tolerance_ns: int = 1_000_000  # a remote meter's window whose clock bound exceeds this is flagged
 
 
 def record_answer(db: sqlite3.Connection, rec: AnswerRecord) -> int:
@@ -550,11 +565,13 @@ def record_answer(db: sqlite3.Connection, rec: AnswerRecord) -> int:
         unc = rec.meter_uncertainty or MeterUncertainty()
         for phase, reading in (rec.windows or {}).items():
             w = store_window(reading, rec.idle_w or 0.0, unc)
+            bound = reading.clock_bound_ns
             db.execute("INSERT INTO energy_windows (answer_id, phase, start_ns, end_ns, energy_raw_j, energy_j, mean_w, "
-                       "n_samples, coverage, edge_j, edge_w, bound_j, reason) "
-                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       "n_samples, coverage, edge_j, edge_w, bound_j, reason, clock_offset_ns, clock_bound_ns, "
+                       "clock_flag) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (answer_id, phase, w.start_ns, w.end_ns, w.energy_raw_j, w.energy_j, w.mean_w, w.n_samples,
-                        w.coverage, w.edge_j, w.edge_w, w.bound_j, w.reason))
+                        w.coverage, w.edge_j, w.edge_w, w.bound_j, w.reason, reading.clock_offset_ns, bound,
+                        None if bound is None else int(bound > rec.clock_tolerance_ns)))
         if rec.trace:
             db.execute("INSERT INTO traces VALUES (?, ?)", (answer_id, json.dumps(rec.trace)))
         if rec.conditions is not None:
@@ -627,6 +644,7 @@ SELECT r.run_id, a.model, {identity}, a.dataset, a.item_id, a.status, a.reason,
        s.correct AS correct, ? AS score_mode,
        w.energy_j, w.energy_raw_j, a.idle_w, w.mean_w, w.coverage, w.n_samples,
        w.bound_j AS energy_bound_j, w.reason AS energy_reason,
+       w.clock_bound_ns / 1e6 AS clock_bound_ms, w.clock_flag AS clock_flag,
        p.energy_j AS prefill_energy_j, p.energy_raw_j AS prefill_energy_raw_j, p.coverage AS prefill_coverage,
        p.n_samples AS prefill_n_samples, p.bound_j AS prefill_energy_bound_j, p.reason AS prefill_energy_reason,
        d.energy_j AS decode_energy_j, d.energy_raw_j AS decode_energy_raw_j, d.coverage AS decode_coverage,
@@ -667,7 +685,8 @@ def _frame_sql(db: sqlite3.Connection) -> str:
     else:
         log.warning("results DB predates the run-identity snapshot: models are identified by tag only")
         sql = FRAME_SQL.format(identity=", ".join(f"NULL AS {c}" for c in IDENTITY_COLUMNS), identity_join="")
-    if "bound_j" not in {r[1] for r in db.execute("PRAGMA table_info(energy_windows)")}:
+    columns = {r[1] for r in db.execute("PRAGMA table_info(energy_windows)")}
+    if "bound_j" not in columns:
         log.warning("results DB predates energy-window bounds: its energies carry no error bound")
         for alias in "wpd":
             for col in WINDOW_BOUND_COLUMNS:
@@ -675,6 +694,8 @@ def _frame_sql(db: sqlite3.Connection) -> str:
     if "num_ctx" not in {r[1] for r in db.execute("PRAGMA table_info(answers)")}:
         for col in ANSWER_CONTEXT_COLUMNS:
             sql = sql.replace(f"a.{col}", "NULL")
+    if "clock_bound_ns" not in columns:  # before m006: one clock, nothing converted
+        sql = sql.replace(" w.clock_bound_ns / 1e6 AS", " NULL AS").replace(" w.clock_flag AS", " NULL AS")
     return sql
 
 

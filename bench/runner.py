@@ -181,8 +181,8 @@ def record_outages(db, run_id: str, meter: MeterClient, *, ending: bool = False)
     """One run event per meter outage that ended (and, when the run ends, the one still going)."""
     outages = meter.outages() + ([meter.current_outage] if ending and meter.current_outage else [])
     for o in outages:
-        detail = {"lost_ns": o.lost_ns, "restored_ns": o.restored_ns, "reason": o.reason, "attempts": o.attempts,
-                  "seconds": round(((o.restored_ns or time.monotonic_ns()) - o.lost_ns) / 1e9, 3)}
+        detail = {"last_ok_ns": o.last_ok_ns, "noticed_ns": o.noticed_ns, "restored_ns": o.restored_ns,
+                  "reason": o.reason, "attempts": o.attempts, "seconds": round(o.seconds(time.monotonic_ns()), 3)}
         results.add_event(db, run_id, "meter-outage", json.dumps(detail, sort_keys=True))
 
 
@@ -239,7 +239,7 @@ def ask(backend: Backend, meter: MeterClient, spec: Spec, run_id: str, idle_w: f
         item_sha256=task.item.sha256, prompt_sha256=sha256_text(task.prompt), status=status, reason=reason,
         completion=completion, idle_w=idle_w, windows=windows, temp_before_c=temp_before,
         temp_after_c=temperature_c(), throttled_before=thr_before, throttled_after=throttled(), trace=trace,
-        meter_uncertainty=unc, conditions=machine)
+        meter_uncertainty=unc, conditions=machine, clock_tolerance_ns=int(spec.meter.clock_tolerance_ms * 1e6))
 
 
 def check_models(spec: Spec, tasks: list[Task]) -> None:
@@ -280,6 +280,7 @@ def run(spec: Spec, out_dir: Path, *, progress: bool = True, backend: Backend | 
             backend = backend_for(spec)
         with open_meter(spec, out_dir) as meter, _stop_on_signals() as stop:
             unc = record_meter(db, run_row.run_id, meter)
+            check_horizon(db, run_row.run_id, meter.info(), spec.backend.timeout_s)
             idle = idle_baseline(spec, db, run_row.run_id, meter)
             asked = _loop(spec, db, run_row.run_id, backend, meter, idle.mean_w, unc, pending, stop, progress)
             record_outages(db, run_row.run_id, meter, ending=True)
@@ -287,6 +288,17 @@ def run(spec: Spec, out_dir: Path, *, progress: bool = True, backend: Backend | 
         return RunOutcome(out_dir, run_row.run_id, resumed, asked, results.status_counts(db), stop.stopped)
     finally:
         db.close()
+
+
+def check_horizon(db, run_id: str, info: dict, timeout_s: float) -> None:
+    """A daemon that keeps less history than the longest answer can take would cut that answer's windows short:
+    say so once, at the start, rather than as unexplained low coverage days later."""
+    horizon = info.get("horizon_s")
+    if horizon is not None and horizon < timeout_s + 60:
+        text = (f"the meter daemon keeps {horizon:.0f} s of samples, less than the answer timeout ({timeout_s:.0f} s) "
+                f"plus a minute: longer answers get coverage < 1 (raise its max_buffer_mb or lower its rate)")
+        log.warning(text)
+        results.add_event(db, run_id, "meter-horizon", text)
 
 
 def record_meter(db, run_id: str, meter: MeterClient) -> MeterUncertainty:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ from bench.meter import tls
 from bench.meter.address import MeterAddress
 from bench.meter.client import connect
 from bench.meter.local import spawn_daemon
-from runner_support import run_bench
+from bench.results import answers_frame
+from runner_support import paced_ollama_server, paced_spec, run_bench
 
 OFFSET_S, DRIFT_PPM = 98_765.4321, 80.0  # the meter host booted a day earlier; its crystal runs 80 ppm fast
 
@@ -150,3 +152,25 @@ def test_keys_are_made_and_exchanged_with_the_cli(tmp_path):
     assert "already exists" in one_line_error(run_bench("meter", "tls", "init", "--dir", a))
     os.chmod(Path(a) / tls.KEY_FILE, 0o644)
     assert "readable by others" in one_line_error(run_bench("meter", "tls", "show", "--dir", a))
+
+
+def test_a_run_against_a_remote_meter_records_each_windows_clock_and_flags_by_the_specs_tolerance(remote, tmp_path):
+    d, address, port = remote
+    with paced_ollama_server(0.05) as host:
+        spec = paced_spec(tmp_path, host, limit=1)
+        text = spec.read_text()
+        spec.write_text(text[:text.index("[meter]")] + f'[meter]\nsocket = "tls://127.0.0.1:{port}"\n'
+                        "clock_tolerance_ms = 0.000001\n\n" + text[text.index("[idle]"):])
+        proc = run_bench("run", "--spec", str(spec), "--out", str(tmp_path / "out"), "--no-progress",
+                         env={"BENCH_METER_TLS_DIR": address.tls_dir})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with connect(address) as c:
+        synthetic = c.info()["synthetic_clock"]
+    db = sqlite3.connect(tmp_path / "out" / "results.db")
+    rows = db.execute("SELECT start_ns, clock_offset_ns, clock_bound_ns, clock_flag, coverage FROM energy_windows").fetchall()
+    assert len(rows) == 6  # two answers, three windows each, all converted and recorded
+    for start, offset, bound, flag, coverage in rows:
+        assert abs(offset - truth_offset_ns(synthetic, start)) <= bound < 1_000_000  # within 1 ms, and honest
+        assert flag == 1 and coverage == 1.0  # a 1 ns tolerance flags every window; 1 ms (the default) none
+    frame = answers_frame(tmp_path / "out" / "results.db")
+    assert (frame["clock_flag"] == 1).all() and (frame["clock_bound_ms"] < 1.0).all()

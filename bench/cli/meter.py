@@ -47,12 +47,13 @@ def meter() -> None:
 @click.option("--group", default=None, help="Group owning the socket (mode 0660).")
 @click.option("--log-dir", default=None, type=click.Path(file_okay=False), help="Rotating raw sample log.")
 @click.option("--buffer-s", default=None, type=float, help="Seconds of samples kept in memory (the query horizon).")
+@click.option("--max-buffer-mb", default=None, type=float, help="Most memory the samples may take (default 20).")
 @click.option("--gap-s", default=None, type=float, help="Longest hole still integrated (default: 10 periods).")
 @click.option("--rotate-mb", default=None, type=float, help="Raw log file size before rotation.")
 @click.option("--print-config", is_flag=True, help="Print the resulting config (TOML) instead of serving.")
 def serve(config_path: str | None, driver: str | None, opts: tuple[str, ...], socket_path: str | None,
           listen: str | None, tls_dir: str | None, group: str | None, log_dir: str | None, buffer_s: float | None,
-          gap_s: float | None, rotate_mb: float | None, print_config: bool) -> None:
+          max_buffer_mb: float | None, gap_s: float | None, rotate_mb: float | None, print_config: bool) -> None:
     """Run the meter daemon until SIGTERM (--print-config: write its config file instead, e.g. for systemd)."""
     from bench.meter import config as meter_config
     from bench.meter.address import resolve
@@ -61,7 +62,8 @@ def serve(config_path: str | None, driver: str | None, opts: tuple[str, ...], so
     if logging.getLogger().level > logging.INFO:
         logging.getLogger("bench.meter").setLevel(logging.INFO)
     given = {k: v for k, v in dict(driver=driver, listen=listen, tls_dir=tls_dir, group=group, log_dir=log_dir,
-                                   buffer_s=buffer_s, gap_s=gap_s, rotate_mb=rotate_mb).items() if v is not None}
+                                   buffer_s=buffer_s, max_buffer_mb=max_buffer_mb, gap_s=gap_s,
+                                   rotate_mb=rotate_mb).items() if v is not None}
     if opts:
         given["options"] = _parse_opts(opts)
     base = meter_config.to_dict(meter_config.load(config_path)) if config_path else {}

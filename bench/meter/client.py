@@ -56,12 +56,19 @@ class _Lost(Exception):
 
 @dataclass
 class Outage:
-    """One stretch without a daemon, on the local monotonic clock (``restored_ns`` None while it lasts)."""
+    """One stretch without a daemon, on the local monotonic clock: from the last reply before it (``last_ok_ns``;
+    the daemon may have died any time after) through noticing it to the first reply after it (``restored_ns``,
+    None while it lasts). The daemon's data says exactly what is missing: the windows' coverage."""
 
-    lost_ns: int
+    last_ok_ns: int
+    noticed_ns: int
     reason: str
     restored_ns: int | None = None
     attempts: int = 0
+
+    def seconds(self, now_ns: int) -> float:
+        """How long the meter may have been away (an upper bound)."""
+        return ((self.restored_ns or now_ns) - self.last_ok_ns) / 1e9
 
 
 class MeterClient:
@@ -83,6 +90,7 @@ class MeterClient:
         self._outage: Outage | None = None
         self._outages: list[Outage] = []
         self._last_exchange = 0.0
+        self._last_ok_ns = time.monotonic_ns()
         self._closed = threading.Event()
         self._syncer: threading.Thread | None = None
 
@@ -163,7 +171,7 @@ class MeterClient:
         same outage try once (a long outage must not stall every answer)."""
         now = time.monotonic_ns()
         if self._outage is None:
-            self._outage = Outage(now, reason)
+            self._outage = Outage(self._last_ok_ns, now, reason)
             log.warning("meter connection lost (%s); reconnecting", reason)
             budget = self.retry_s
         else:
@@ -188,7 +196,7 @@ class MeterClient:
         outage.restored_ns = time.monotonic_ns()
         self._outages.append(outage)
         self._outage = None
-        log.warning("meter connection restored after %.1f s", (outage.restored_ns - outage.lost_ns) / 1e9)
+        log.warning("meter connection restored (at most %.1f s without a meter)", outage.seconds(outage.restored_ns))
 
     def connect(self) -> "MeterClient":
         """The first connection: a daemon with no free slot is retried for ``retry_s``, an absent one is not."""
@@ -217,7 +225,7 @@ class MeterClient:
             if reply.id == rid:
                 break
             log.debug("skipping reply to request %s", reply.id)
-        t4 = time.monotonic_ns()
+        t4 = self._last_ok_ns = time.monotonic_ns()
         self._last_exchange = time.monotonic()
         if isinstance(reply, P.ErrorReply):
             if reply.code == P.SHUTTING_DOWN:

@@ -32,8 +32,8 @@ class DaemonConfig:
     tls_dir: str | None = None  # the daemon's key/cert and the trusted client certs (see bench/meter/tls.py)
     group: str | None = None
     log_dir: str | None = None
-    buffer_s: float = 1200.0  # the query horizon: windows older than this are answered from nothing (coverage 0)
-    max_buffer_mb: float = 24.0  # the ring never takes more; at high rates the horizon shrinks instead
+    buffer_s: float = 1260.0  # the query horizon: the paper's 20-minute answer timeout and a minute
+    max_buffer_mb: float = 20.0  # the ring never takes more (RSS ~40 MiB + this); at high rates the horizon shrinks
     gap_s: float | None = None  # None: max(10 sample periods, 20 ms)
     rotate_mb: float = 64.0
     keep_files: int = 0

@@ -70,6 +70,7 @@ def synthetic_frame(n_answers: int = 26_251, seed: int = 0, models: list | None 
         "energy_j": prefill_e + decode_e, "energy_raw_j": prefill_e + decode_e + IDLE_W * (ttft_s + decode_s),
         "idle_w": IDLE_W, "mean_w": IDLE_W + (prefill_e + decode_e) / (ttft_s + decode_s), "coverage": 1.0,
         "n_samples": np.floor((ttft_s + decode_s) * SAMPLE_HZ), "energy_bound_j": answer_b, "energy_reason": "",
+        "clock_bound_ms": np.nan, "clock_flag": np.nan,  # one machine: no clock conversion
         "prefill_energy_j": prefill_e, "prefill_energy_raw_j": prefill_e + IDLE_W * ttft_s, "prefill_coverage": 1.0,
         "prefill_n_samples": np.floor(ttft_s * SAMPLE_HZ), "prefill_energy_bound_j": prefill_b,
         "prefill_energy_reason": "",

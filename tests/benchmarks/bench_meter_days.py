@@ -1,7 +1,7 @@
 """Daemon memory over a day, in simulated time. Run: .venv/bin/python tests/benchmarks/bench_meter_days.py [HOURS]
 
 The real daemon (ring buffer, raw log rotating at 64 MB with two files kept, socket sessions) in its own fresh
-process, fed 1 kHz samples of simulated time as fast as it takes them, so 24 hours pass in a couple of minutes.
+process (this file run with --daemon: it imports only what the daemon and its driver import), fed 1 kHz samples of simulated time as fast as it takes them, so 24 hours pass in a couple of minutes.
 Meanwhile a client does what a runner does, scaled to the simulated clock: an answer's begin and end marks, its
 windows and a trace every few simulated minutes. The daemon's RSS is read from /proc at each simulated hour.
 Target (issue 15 item 6): <= 64 MiB after 24 h at 1 kHz, flat after the ring has filled.
@@ -9,8 +9,8 @@ Target (issue 15 item 6): <= 64 MiB after 24 h at 1 kHz, flat after the ring has
 
 from __future__ import annotations
 
-import multiprocessing
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -20,7 +20,6 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [ROOT]
 
-from bench.meter.client import connect  # noqa: E402
 from bench.meter.config import DaemonConfig  # noqa: E402
 from bench.meter.drivers.base import Driver  # noqa: E402
 from bench.meter.samples import SampleBatch  # noqa: E402
@@ -89,11 +88,12 @@ def answer_like(c, newest: int) -> None:
 
 
 def main(hours: float = 24.0) -> None:
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: only what the daemon itself imports
+    from bench.meter.client import connect  # the client side only: not in the daemon's process
+
     with tempfile.TemporaryDirectory() as tmp:
         sock = os.path.join(tmp, "m.sock")
-        child = ctx.Process(target=run_daemon, args=(sock, os.path.join(tmp, "log"), hours), daemon=True)
-        child.start()
+        child = subprocess.Popen([sys.executable, __file__, "--daemon", sock, os.path.join(tmp, "log"), str(hours)],
+                                 stderr=subprocess.DEVNULL)
         while not os.path.exists(sock):
             time.sleep(0.05)
         t_start = time.monotonic()
@@ -119,7 +119,7 @@ def main(hours: float = 24.0) -> None:
         elapsed = time.monotonic() - t_start
         rss_end = rss_mib(child.pid)
         child.terminate()
-        child.join(10)
+        child.wait(10)
     print(f"daemon memory over {hours:g} simulated hours at {RATE_HZ} Hz ({final['samples_total']:,} samples, "
           f"{marks:,} marks, raw log on) in {elapsed:.0f} s of wall time")
     for h in sorted(rss_at):
@@ -135,4 +135,7 @@ def main(hours: float = 24.0) -> None:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 24.0)
+    if sys.argv[1:2] == ["--daemon"]:
+        run_daemon(sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    else:
+        main(float(sys.argv[1]) if len(sys.argv) > 1 else 24.0)

@@ -294,3 +294,28 @@ def test_idle_slow_and_vanishing_clients_never_lock_out_a_well_behaved_one(tmp_p
         assert d.process.poll() is None
     assert served >= 20 and worst < 5.0
     assert stats["hello_timeouts"] > 0 and stats["idle_closed"] + stats["evicted_idle"] > 0
+
+
+def test_a_long_outage_stalls_only_its_first_call_and_ends_with_one_outage(tmp_path):
+    from bench.meter.client import MeterUnavailable
+
+    sock = str(tmp_path / "m.sock")
+    with spawn_daemon("sim", {"rate_hz": 100}, sock) as d:
+        c = connect(d.address, retry_s=1.0)
+        c.info()
+        d.process.kill()
+        d.process.wait()
+    t0 = time.monotonic()
+    with pytest.raises(MeterUnavailable, match="unreachable since the outage began"):
+        c.info()  # bounded backoff for the first call of the outage...
+    assert 0.9 < time.monotonic() - t0 < 5.0
+    t0 = time.monotonic()
+    with pytest.raises(MeterUnavailable):
+        c.info()  # ...then one attempt per call, so a long outage does not stall every answer
+    assert time.monotonic() - t0 < 0.5 and c.current_outage is not None and c.outages() == []
+    with spawn_daemon("sim", {"rate_hz": 100}, sock):
+        assert c.info()["driver"] == "sim"
+        (outage,) = c.outages()
+    assert outage.restored_ns > outage.noticed_ns > outage.last_ok_ns and outage.attempts >= 2
+    assert c.current_outage is None
+    c.close()

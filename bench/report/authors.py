@@ -37,8 +37,8 @@ FRAME_COLUMNS = [
     "run_id", "model", "base", "quant", "precision_group", "family", "parameter_size", "size_bytes", "dataset",
     "item_id", "status", "reason", "correct",
     "score_mode", "energy_j", "energy_raw_j", "idle_w", "mean_w", "coverage", "n_samples", "energy_bound_j",
-    "energy_reason", "clock_bound_ms", "clock_flag", "prefill_energy_j", "prefill_energy_raw_j", "prefill_coverage", "prefill_n_samples",
-    "prefill_energy_bound_j", "prefill_energy_reason", "decode_energy_j", "decode_energy_raw_j", "decode_coverage",
+    "energy_reason", "clock_bound_ms", "clock_flag", "prefill_energy_j", "prefill_energy_raw_j", "prefill_coverage",
+    "prefill_n_samples", "prefill_energy_bound_j", "prefill_energy_reason", "decode_energy_j", "decode_energy_raw_j", "decode_coverage",
     "decode_n_samples", "decode_energy_bound_j", "decode_energy_reason", "eval_count", "prompt_eval_count", "total_s",
     "load_s", "prompt_eval_s", "eval_s", "host_total_s", "ttft_s", "decode_s", "t_send_ns", "t_last_ns",
 ]

@@ -224,12 +224,11 @@ class Scheduler:
     """server/sched.go for one model at a time (the image runs with OLLAMA_MAX_LOADED_MODELS=1)."""
 
     def __init__(self, engine_for: Callable[[str], Engine], *, free_memory: Callable[[], int],
-                 default_keep_alive_s: float = 300.0, context_length: int = 2048, load_timeout_s: float = 300.0):
+                 default_keep_alive_s: float = 300.0, context_length: int = 2048):
         self.engine_for = engine_for
         self.free_memory = free_memory
         self.default_keep_alive_s = default_keep_alive_s
         self.context_length = context_length
-        self.load_timeout_s = load_timeout_s
         self.runner: Runner | None = None
         self.lock = threading.Lock()  # OLLAMA_NUM_PARALLEL=1: one sequence at a time
         self.load_faults: list[str] = []  # injected: "killed" (runner dies while loading), "timeout"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from bench.backends._common import normalize_digest, verdict
 from bench.backends.base import ModelCheck

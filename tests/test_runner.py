@@ -100,7 +100,7 @@ def _wait_for_answers(db_path, n, proc, timeout=120):
 
 @pytest.mark.parametrize("kills", [20])
 def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_path, paced_ollama, kills):
-    """20 SIGKILLs at random moments (start-up, idle baseline, mid-answer, mid-commit), each followed by a restart:
+    """Up to 20 SIGKILLs at random moments (start-up, idle baseline, mid-answer, mid-commit), each followed by a restart:
     the answers committed before each kill stay byte-identical, and the end has exactly one row per item."""
     datasets = ("commonsenseqa", "gsm8k", "bigbenchhard", "truthfulqa", "truthfulqa_lettered", "humaneval")
     spec_path = paced_spec(tmp_path, paced_ollama, limit=5, datasets=datasets)
@@ -108,6 +108,8 @@ def test_sigkill_at_random_moments_then_resume_loses_and_duplicates_nothing(tmp_
     rng = random.Random(20250403)
     seen: list[dict] = []
     for _ in range(kills):
+        if len(seen) >= 20:  # a fast machine gets far: leave the last third to the final run, so kills land mid-run
+            break
         proc = _start(spec_path, out)
         time.sleep(rng.uniform(1.0, 7.0))  # start-up (imports, meter, idle, warm-up) takes ~3 s
         proc.send_signal(signal.SIGKILL)

@@ -66,6 +66,8 @@ class MeterUncertainty:
         """One line for the report header."""
         if not self.declared:
             return UNDECLARED
+        if not (self.power_rel or self.power_abs_w or self.time_s):
+            return f"declared as none ({self.source}): bounds cover sampling at the window edges only"
         return (f"gain ±{self.power_rel:.2%}, offset ±{self.power_abs_w:g} W, stamps ±{self.time_s * 1e3:g} ms "
                 f"({self.source})")
 

@@ -26,6 +26,7 @@ from energy_support import AnswerStore, BufferMeter
 S = 1_000_000_000
 MS = 1_000_000
 T0 = 10**12
+TAG = "qwen2.5:0.5b-instruct-q4_0"  # a catalog model, so the report compares its cells with the paper's
 
 
 def step_buffer() -> RingBuffer:
@@ -176,7 +177,7 @@ def test_partial_coverage_never_silently_lowers_energy_in_the_report(tmp_path):
         meter = BufferMeter(gap_buffer(gap_s))
         c = Completion(text="x", t_send_ns=T0, t_first_token_ns=T0 + 1 * S, t_last_token_ns=T0 + 10 * S,
                        prompt_eval_count=50, eval_count=90)
-        store_.add(meter, c, model="m", dataset=dataset, idle_w=2.0)
+        store_.add(meter, c, model=TAG, dataset=dataset, idle_w=2.0)
         assert meter.requests == 1  # one request for the answer's three windows
     frame = store_.frame()
     # the stored energy is of the measured part, idle subtracted over that part: 3 W x (10 s - gap)
@@ -188,21 +189,26 @@ def test_partial_coverage_never_silently_lowers_energy_in_the_report(tmp_path):
     assert c.loc["gsm8k", "energy_j_n"] == 3 and c.loc["gsm8k", "energy_j"] == pytest.approx((29.1 + 30 + 30) / 3)
     assert c.loc["gsm8k", "decode_excluded_n"] == 1 and c.loc["gsm8k", "prefill_excluded_n"] == 0
     assert c.loc["humaneval", "energy_j_n"] == 0 and c.loc["humaneval", "n_answers"] == 1
-    paths = build_report(frame, tmp_path, run_info={"name": "partial"}, published=False, plots=False)
-    md = paths.markdown.read_text()
-    # next to the model's figures (energy and J/token): 2 excluded, 1 partial
-    row = next(ln for ln in md.splitlines() if ln.startswith("| m |"))
+    paths = build_report(frame, tmp_path, run_info={"name": "partial"}, published=True, plots=False)
+    md, page = paths.markdown.read_text(), paths.html.read_text()
+    # next to the model's figures (energy and J/token): 2 excluded, 1 partial; and in Table 5
+    row = next(ln for ln in md.splitlines() if ln.startswith(f"| {TAG} |"))
     assert row.count(f"2 excl.: coverage < {COVERAGE_MIN:g}; 1 partial") == 2
+    t5 = md[md.index("## Table 5"):md.index("## Table 9")]
+    assert "2 excl.: coverage < 0.95; 1 partial" in t5
+    # and next to our number where it is compared with the paper's, cell by cell
+    assert f"<td>cell</td><td>{TAG}</td><td>gsm8k</td><td>energy_j</td><td>29.7000 [meter ±0.00; 1 excl.: coverage &lt; 0.95; " \
+           f"1 partial]</td>" in page
     assert "2 answers in 2 cells had their energy excluded" in md and "1 were kept with coverage in [0.95, 1)" in md
     nums = json.loads(paths.numbers.read_text())
     assert nums["energy_rule"]["coverage_min"] == COVERAGE_MIN
-    assert nums["values"]["coverage/m/gsm8k/energy_excluded"] == 1
-    assert nums["values"]["coverage/m/gsm8k/energy_partial"] == 1
+    assert nums["values"][f"coverage/{TAG}/gsm8k/energy_excluded"] == 1
+    assert nums["values"][f"coverage/{TAG}/gsm8k/energy_partial"] == 1
     assert recompute_check(frame, paths.report_dir) == []
-    nums["values"]["coverage/m/gsm8k/energy_excluded"] = 0  # a count edited after the fact is caught
+    nums["values"][f"coverage/{TAG}/gsm8k/energy_excluded"] = 0  # a count edited after the fact is caught
     paths.numbers.write_text(json.dumps(nums))
     assert recompute_check(frame, paths.report_dir) == [
-        "coverage/m/gsm8k/energy_excluded: report has 0, recomputed 1.0 (tolerance 0.0)"]
+        f"coverage/{TAG}/gsm8k/energy_excluded: report has 0, recomputed 1.0 (tolerance 0.0)"]
 
 
 def test_meter_windows_asks_once_per_answer_and_skips_phases_without_a_first_token():

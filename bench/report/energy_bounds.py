@@ -45,8 +45,9 @@ def _bound_tables(cells_: pd.DataFrame) -> pd.DataFrame:
                      ignore_index=True)
 
 
-def qualities(cells_: pd.DataFrame) -> dict[tuple[str, str, str], Quality]:
-    """Keys ``(table, row, col)`` for Tables 4 and 5, ``("model", tag, metric)`` for the per-model figures."""
+def qualities(cells_: pd.DataFrame) -> dict[tuple[str, str, str, str], Quality]:
+    """Keyed like the comparison's rows, ``(table, row, col, stat)``: Tables 4 and 5 as ``(t4|t5, row, col,
+    "mean")``, each model's figures per dataset and over all as ``("cell", model, dataset|"all", metric)``."""
     pc = paper_cells(cells_)
     models = models_of(pc)
     excluded = pc.groupby("model")["energy_excluded_n"].sum()
@@ -54,18 +55,23 @@ def qualities(cells_: pd.DataFrame) -> dict[tuple[str, str, str], Quality]:
     out = {}
     for r in _bound_tables(cells_).itertuples():
         members = sorted(table_members(models, r.table, r.row, r.col))
-        out[(r.table, r.row, r.col)] = Quality(float(r.value), int(excluded[members].sum()), int(partial[members].sum()))
-    summary = model_summary(cells_, list(MODEL_METRICS.values()))
-    for r in summary.itertuples():
+        out[(r.table, r.row, r.col, "mean")] = Quality(float(r.value), int(excluded[members].sum()),
+                                                       int(partial[members].sum()))
+    for r in cells_.itertuples():
         for metric, bound in MODEL_METRICS.items():
-            out[("model", r.model, metric)] = Quality(float(getattr(r, bound)), int(excluded[r.model]),
-                                                      int(partial[r.model]))
+            out[("cell", r.model, r.dataset, metric)] = Quality(float(getattr(r, bound)), int(r.energy_excluded_n),
+                                                                int(r.energy_partial_n))
+    for r in model_summary(cells_, list(MODEL_METRICS.values())).itertuples():
+        for metric, bound in MODEL_METRICS.items():
+            out[("cell", r.model, "all", metric)] = Quality(float(getattr(r, bound)), int(excluded[r.model]),
+                                                            int(partial[r.model]))
     return out
 
 
-def marks(cells_: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+def marks(cells_: pd.DataFrame) -> dict[tuple[str, str, str, str], str]:
     """The text shown after each energy figure (only where there is something to say)."""
-    return {k: t for k, q in qualities(cells_).items() if (t := q.text(digits=3 if k[0] == "t4" else 2))}
+    return {k: t for k, q in qualities(cells_).items()
+            if (t := q.text(digits=3 if k[0] == "t4" or k[3] == "j_per_token" else 2))}
 
 
 def notes(cells_: pd.DataFrame, uncertainty: str | None) -> list[str]:

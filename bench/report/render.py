@@ -60,7 +60,7 @@ class ReportData:
     claims: list[Claim] = field(default_factory=list)
     roofline: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
-    energy_marks: dict = field(default_factory=dict)  # (table, row, col) or ("model", tag, metric) -> bound/coverage
+    energy_marks: dict = field(default_factory=dict)  # (table, row, col, stat) -> bound and coverage text
     protocol: protocol_section.ProtocolSection | None = None
 
 
@@ -105,7 +105,7 @@ def table_grid(tables: pd.DataFrame, name: str, comparison: pd.DataFrame | None,
             for _, h in hit.iterrows():
                 label = "" if h["stat"] == "mean" else f"{h['stat']} "
                 text = label + fmt(h["value"], h["half"], h["n"] if h["stat"] == "mean" else None)
-                if h["stat"] == "mean" and (mark := (marks or {}).get((name, r, c))):
+                if mark := (marks or {}).get((name, r, c, h["stat"])):
                     text += " " + mark
                 pub = theirs.get((name, r, c, h["stat"]))
                 if pub is not None and pub == pub:
@@ -156,7 +156,7 @@ def summary_rows(summary: pd.DataFrame, marks: dict | None = None) -> tuple[list
 
     def cell(r, m: str) -> str:
         text = fmt(r[m], r[f"{m}_half"], digits=3 if m == "accuracy" else 2)
-        mark = marks.get(("model", r["model"], m))
+        mark = marks.get(("cell", r["model"], "all", m))
         return f"{text} {mark}" if mark else text
 
     rows = [[r["model"], str(r["n_datasets"]), str(r["n_answers"])] + [cell(r, m) for m in metrics]
@@ -248,8 +248,9 @@ def render_html(d: ReportData) -> str:
     if d.comparison is not None:
         parts.append("<h2>Ours vs published, cell by cell</h2>" + f"<p>{html.escape(TOLERANCE_NOTE)}.</p>")
         parts.append(_html_table(COUNT_HEADER, comparison_counts(d.comparison)))
-        cmp_rows = [[r.table, r.row, r.col, r.stat, fmt(r.ours, digits=4), fmt(r.theirs, digits=4),
-                     fmt(r.ratio, digits=3), r.status] for r in d.comparison.itertuples()]
+        cmp_rows = [[r.table, r.row, r.col, r.stat,
+                     " ".join(filter(None, (fmt(r.ours, digits=4), d.energy_marks.get((r.table, r.row, r.col, r.stat))))),
+                     fmt(r.theirs, digits=4), fmt(r.ratio, digits=3), r.status] for r in d.comparison.itertuples()]
         parts.append("<details><summary>every compared number</summary>"
                      + _html_table(["table", "row", "col", "stat", "ours", "published", "ratio", "status"], cmp_rows)
                      + "</details>")

@@ -277,19 +277,19 @@ class RingBuffer:
         or in a gap carry no term (they are not covered, and coverage says so)."""
         lo = max(self._count(x - slack_ns, "left") - 1, 0)  # the first interval reaching x - slack starts here
         hi = min(self._count(x + slack_ns, "right"), self._size - 1)  # the last one starting by x + slack ends here
-        if hi <= lo:
+        h, p_min, p_max = 0.0, float("inf"), float("-inf")
+        for k in range(lo, hi):  # a few intervals: scalar code beats numpy's per-call overhead here
+            i, j = self._phys(k), self._phys(k + 1)
+            if self._gap[j]:
+                continue
+            a, b = int(self._t[i]), int(self._t[j])
+            y = max(min(b, end_ns) - max(a, start_ns), 0)  # the interval's part inside the window
+            h = max(h, y - y * y / (2 * (b - a)))
+            p_min = min(p_min, float(self._p[i]), float(self._p[j]))
+            p_max = max(p_max, float(self._p[i]), float(self._p[j]))
+        if p_max < p_min:
             return 0.0, 0.0
-        idx = (np.arange(lo, hi + 1) + self._total - self._size) % self.capacity
-        t, p = self._t[idx], self._p[idx]
-        ok = ~self._gap[idx[1:]]
-        if not ok.any():
-            return 0.0, 0.0
-        a, b, d = t[:-1][ok], t[1:][ok], (t[1:] - t[:-1])[ok].astype(np.float64)
-        y = np.clip(np.minimum(b, end_ns) - np.maximum(a, start_ns), 0, None).astype(np.float64)  # part in the window
-        h = float(np.max(y - y * y / (2 * d)))
-        pairs = np.concatenate((p[:-1][ok], p[1:][ok]))
-        dp = float(pairs.max() - pairs.min())
-        return dp * h * 1e-9, dp
+        return (p_max - p_min) * h * 1e-9, p_max - p_min
 
     def _edges(self, start_ns: int, end_ns: int, slack_ns: int, inner_ns: tuple[int, ...]) -> EdgeSampling:
         """Both edges, plus the instants inside the window where power is known to change (only their sampling

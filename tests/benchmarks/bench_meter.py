@@ -2,7 +2,8 @@
 
   ingest      ina-serial lines through a real pty -> driver -> ring buffer -> raw log, zero loss checked
   cpu         the daemon subprocess's CPU share at 1 kHz (sim, and ina-serial fed by the pty emulator)
-  query       energy lookups over one hour of 1 kHz data (in process, and over the socket)
+  query       energy lookups over one hour of 1 kHz data (in process, and over the socket); an answer's three
+              windows in one request vs three
   accuracy    integration error against analytic waveforms
   memory      ring buffer bytes and process RSS after one hour of 1 kHz data
 """
@@ -161,6 +162,31 @@ def bench_socket_query(n: int = 3000) -> None:
     report("query: energy() over the socket p99", np.percentile(lat_ms, 99), "ms", "<= 1")
 
 
+def bench_answer_windows(n: int = 1000) -> None:
+    """CPU per answer of its three energy windows: three ``energy`` requests (before) vs one ``windows`` request
+    (what ``runner.meter_windows`` sends), client (this process) and daemon (/proc) alike."""
+    from bench.meter.client import connect
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sock = os.path.join(tmp, "m.sock")
+        with spawn_daemon("sim", {"rate_hz": 1000}, sock):
+            time.sleep(1.0)
+            with connect(sock) as c:
+                pid = int(c.info()["pid"])
+                now = time.monotonic_ns()
+                send, first, last = now - 900_000_000, now - 700_000_000, now - 100_000_000
+                ways = {"3 energy requests": lambda: (c.energy(send, last, 0), c.energy(send, first, 0),
+                                                      c.energy(first, last, 0)),
+                        "1 windows request": lambda: c.windows([(send, last, first), (send, first), (first, last)], 0)}
+                for name, ask in ways.items():
+                    c0, d0 = time.process_time(), cpu_s(pid)
+                    for _ in range(n):
+                        ask()
+                    client_us, daemon_us = (time.process_time() - c0) / n * 1e6, (cpu_s(pid) - d0) / n * 1e6
+                    report(f"cpu: an answer's windows, {name}", client_us + daemon_us, "us",
+                           f"(client {client_us:.0f}, daemon {daemon_us:.0f})")
+
+
 def bench_accuracy(rate_hz: float = 1000.0, seconds: float = 60.0) -> None:
     n = int(rate_hz * seconds) + 1
     t_s = np.arange(n) / rate_hz
@@ -190,6 +216,7 @@ if __name__ == "__main__":
     if "query" in which:
         bench_query_and_memory()
         bench_socket_query()
+        bench_answer_windows()
     if "ingest" in which:
         bench_ingest()
     if "cpu" in which:

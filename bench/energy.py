@@ -115,6 +115,8 @@ def idle_subtracted(reading: EnergyReading, idle_w: float) -> float:
 
 def _reason(reading: EnergyReading) -> str:
     d = reading.duration_s
+    if reading.reason:
+        return reading.reason
     if reading.n_samples == 0:
         return f"no meter sample inside the {d:.3f} s window"
     if reading.coverage <= 0:

@@ -89,7 +89,8 @@ class EnergyReading:
     inside the window. ``edge_j`` / ``edge_w``: the worst-case sampling error at the two edges and the power change
     there, from which ``bench.energy`` builds the window's error bound. For a meter on another machine,
     ``clock_offset_ns`` is the offset (meter host - this host) used to convert the window and ``clock_bound_ns``
-    the bound on its error; both None for one clock.
+    the bound on its error; both None for one clock. ``reason``: why nothing could be measured, when the caller
+    knows better than the numbers (e.g. "meter unreachable"); stored with the window.
     """
 
     start_ns: int
@@ -102,6 +103,7 @@ class EnergyReading:
     edge_w: float = 0.0
     clock_offset_ns: int | None = None
     clock_bound_ns: int | None = None
+    reason: str = ""
 
     @property
     def duration_s(self) -> float:

@@ -88,6 +88,9 @@ def test_a_window_with_nothing_measured_is_stored_without_energy_and_says_why():
     w = store(reading(energy_j=0.0, coverage=0.0, n=0), 2.0, MeterUncertainty())
     assert (w.energy_raw_j, w.energy_j, w.mean_w, w.bound_j, w.coverage) == (None, None, None, None, 0.0)
     assert w.reason == "no meter sample inside the 10.000 s window"
+    # a window the runner could not meter at all (meter unreachable) says so in its own words
+    gone = store(EnergyReading(0, 3 * S, 0.0, float("nan"), 0, 0.0, reason="meter unreachable"), 2.0, MeterUncertainty())
+    assert (gone.energy_j, gone.coverage, gone.reason) == (None, 0.0, "meter unreachable")
     instant = store(EnergyReading(5, 5, 0.0, float("nan"), 0, 0.0), 2.0, MeterUncertainty())
     assert (instant.energy_j, instant.coverage, instant.reason) == (0.0, 1.0, "")  # nothing to measure, nothing spent
 

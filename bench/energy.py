@@ -3,7 +3,7 @@ window's error bound from sampling at its edges and the meter's declared uncerta
 
 The meter's uncertainty reaches this module only as the daemon's ``info()["uncertainty"]`` dict
 (``power_rel``, ``power_abs_w``, ``time_s``, ``source``; ROSTER contract A). A meter that declares none is taken
-as exact (zeros) and says so, so a bound is never silently narrower than the meter's own claim.
+as exact (zeros), and the report says that its bounds then cover sampling only.
 
 The bound of a window with raw energy ``E`` over a covered duration ``T`` (docs/report.md, "Energy windows"):
 
@@ -11,10 +11,11 @@ The bound of a window with raw energy ``E`` over a covered duration ``T`` (docs/
 
 (``time_s`` plus the clock-conversion bound for a window of a meter on another machine.)
 
-``edge_j`` is the worst-case trapezoid error of the two sample intervals that hold the window's edges and
-``edge_w`` the power change across them (``bench.meter.buffer.EdgeSampling``); a stamp error of ``time_s`` moves an
-edge, and with it ``time_s * |dP|`` joules, per edge. The same bound holds for the idle-subtracted energy: the idle
-power is a constant here, and an idle baseline measured with the same meter only cancels part of the meter error.
+``edge_j`` is the worst-case trapezoid error in the sample intervals near the window's edges (within ``time_s`` of
+them) and near the instants inside it where power changes (an answer's first token); ``edge_w`` is the power change
+at the two edges (``bench.meter.buffer.EdgeSampling``): a stamp error of ``time_s`` moves ``time_s * dP`` joules
+across an edge. The same bound holds for the idle-subtracted energy: the idle power is a constant here, and an idle
+baseline measured with the same meter only cancels part of the meter error.
 """
 
 from __future__ import annotations

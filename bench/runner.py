@@ -174,7 +174,7 @@ def unmetered_windows(c: Completion) -> dict[str, EnergyReading]:
     spans = {"answer": (c.t_send_ns, c.t_last_token_ns)}
     if c.t_first_token_ns is not None:
         spans.update(prefill=(c.t_send_ns, c.t_first_token_ns), decode=(c.t_first_token_ns, c.t_last_token_ns))
-    return {k: EnergyReading(a, b, 0.0, float("nan"), 0, 0.0) for k, (a, b) in spans.items()}
+    return {k: EnergyReading(a, b, 0.0, float("nan"), 0, 0.0, reason="meter unreachable") for k, (a, b) in spans.items()}
 
 
 def record_outages(db, run_id: str, meter: MeterClient, *, ending: bool = False) -> None:

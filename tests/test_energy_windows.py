@@ -20,7 +20,7 @@ from bench.records import Completion, EnergyReading
 from bench.report import build_report, recompute_check
 from bench.report.aggregate import cells
 from bench.report.metrics import COVERAGE_MIN
-from bench.runner import meter_windows, record_meter
+from bench.runner import meter_windows, record_meter, unmetered_windows
 from energy_support import AnswerStore, BufferMeter
 
 S = 1_000_000_000
@@ -88,9 +88,10 @@ def test_a_window_with_nothing_measured_is_stored_without_energy_and_says_why():
     w = store(reading(energy_j=0.0, coverage=0.0, n=0), 2.0, MeterUncertainty())
     assert (w.energy_raw_j, w.energy_j, w.mean_w, w.bound_j, w.coverage) == (None, None, None, None, 0.0)
     assert w.reason == "no meter sample inside the 10.000 s window"
-    # a window the runner could not meter at all (meter unreachable) says so in its own words
-    gone = store(EnergyReading(0, 3 * S, 0.0, float("nan"), 0, 0.0, reason="meter unreachable"), 2.0, MeterUncertainty())
-    assert (gone.energy_j, gone.coverage, gone.reason) == (None, 0.0, "meter unreachable")
+    # an answer the runner could not meter at all (meter unreachable) says so in its own words
+    c = Completion(text="x", t_send_ns=0, t_first_token_ns=S, t_last_token_ns=3 * S)
+    for gone in (store(r, 2.0, MeterUncertainty()) for r in unmetered_windows(c).values()):
+        assert (gone.energy_j, gone.coverage, gone.reason) == (None, 0.0, "meter unreachable")
     instant = store(EnergyReading(5, 5, 0.0, float("nan"), 0, 0.0), 2.0, MeterUncertainty())
     assert (instant.energy_j, instant.coverage, instant.reason) == (0.0, 1.0, "")  # nothing to measure, nothing spent
 
@@ -105,6 +106,9 @@ def test_bound_folds_in_the_declared_uncertainty():
     assert bound_j(r, unc) == pytest.approx(0.1 + 0.006 + 0.4 + 0.4)
     assert store(r, 2.0, unc).bound_j == pytest.approx(0.906)
     assert bound_j(r, MeterUncertainty()) == pytest.approx(0.1)  # undeclared: sampling only
+    # a remote meter's window is converted between clocks to within clock_bound_ns: one more stamp error
+    remote = EnergyReading(0, 10 * S, 40.0, 5.0, 80, 0.8, 0.1, 3.0, clock_offset_ns=12_345, clock_bound_ns=1_000_000)
+    assert bound_j(remote, unc) == pytest.approx(0.906 + 0.001 * 3.0)
 
 
 def test_undeclared_uncertainty_is_zeros_and_says_so_and_garbage_is_one_line():

@@ -46,3 +46,7 @@ def did_you_mean(kind: str, name: str, choices: list[str]) -> str:
     near = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
     return f"unknown {kind} {name!r}.{hint} Available: {', '.join(sorted(choices))}"
+
+
+class FleetError(BenchError):
+    """A fleet plan, inventory, shard folder or merge is refused; the message names the file and the reason."""

@@ -278,6 +278,32 @@ def m006_energy_window_clock(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m007_answer_device(db: sqlite3.Connection) -> None:
+    """Which device ran each answer (``bench merge``): NULL in a single-machine run, where the manifest's host is
+    the device; a fleet host's name in a merged folder, with that device's facts and calibration beside it."""
+    _run_ddl(
+        db,
+        """
+        ALTER TABLE answers ADD COLUMN device TEXT;
+        CREATE TABLE devices (
+            device TEXT PRIMARY KEY,
+            signer TEXT NOT NULL,
+            facts_json TEXT NOT NULL
+        ) STRICT;
+        CREATE TABLE device_calibration (
+            device TEXT NOT NULL REFERENCES devices(device),
+            model TEXT NOT NULL,
+            n_answers INTEGER NOT NULL,
+            idle_w REAL,
+            j_per_token REAL,
+            tokens_per_s REAL,
+            PRIMARY KEY (device, model)
+        ) STRICT;
+        """
+    )
+
+
 def _run_ddl(db: sqlite3.Connection, script: str) -> None:
     """Statement by statement: `executescript` would COMMIT first and break the migration's transaction."""
     for statement in script.split(";"):
@@ -658,7 +684,7 @@ SELECT r.run_id, a.model, {identity}, a.dataset, a.item_id, a.status, a.reason,
        (a.t_last_token_ns - a.t_send_ns) / 1e9 AS host_total_s,
        (a.t_first_token_ns - a.t_send_ns) / 1e9 AS ttft_s,
        (a.t_last_token_ns - a.t_first_token_ns) / 1e9 AS decode_s,
-       a.t_send_ns, a.t_last_token_ns AS t_last_ns
+       a.t_send_ns, a.t_last_token_ns AS t_last_ns, a.device
 FROM answers a
 JOIN runs r ON r.run_id = a.run_id
 {identity_join}

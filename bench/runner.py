@@ -78,17 +78,14 @@ def _stop_on_signals() -> Iterator[_StopFlag]:
 
 
 def load_tasks(spec: Spec) -> list[Task]:
-    """Every (model, item) of the spec in run order; the paper ran all models on one dataset before the next."""
+    """Every (model, item) of the spec in run order (``Spec.blocks``: the paper ran all models on one dataset before
+    the next; a fleet shard runs its own blocks in the order its plan gave)."""
     items_by_ds = {}
     for ds in spec.datasets:
         source = DataSource(kind=ds.source, selection=ds.selection, limit=ds.limit, path=ds.path, revision=ds.revision)
         items_by_ds[ds.name] = [(item, render(item)) for item in load_items(ds.name, source)]
-    models = spec.model_entries()
-    if spec.order == "dataset-major":
-        pairs = [(m, ds.name) for ds in spec.datasets for m in models]
-    else:
-        pairs = [(m, ds.name) for m in models for ds in spec.datasets]
-    return [Task(m, item, prompt) for m, ds in pairs for item, prompt in items_by_ds[ds]]
+    models = {m.tag: m for m in spec.model_entries()}
+    return [Task(models[tag], item, prompt) for tag, ds in spec.blocks() for item, prompt in items_by_ds[ds]]
 
 
 def items_of(spec: Spec, tasks: list[Task]) -> dict[str, list[Item]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,6 +24,9 @@ DATASET_NAMES = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humane
 SOURCE_KINDS = ("fixtures", "cache", "hub", "files")
 SELECTIONS = ("paper", "all")
 ORDERS = ("dataset-major", "model-major")
+SHARD_ROLES = ("work", "calibration")
+# The line `bench fleet plan` puts between a parent spec's text and the [shard] table it appends.
+SHARD_MARKER = "# --- fleet shard: written by `bench fleet plan`; the [shard] table is part of the spec hash ---"
 SCORING_MODES = ("paper", "strict")
 # Generation options a spec may set; they are passed to the backend as given (Ollama names).
 OPTION_KEYS = ("temperature", "num_ctx", "num_predict", "seed", "num_thread", "top_k", "top_p", "repeat_penalty")
@@ -75,6 +78,25 @@ class CooldownSpec:
 
 
 @dataclass(frozen=True)
+class ShardSpec:
+    """This spec is one shard of a fleet plan: the (model, dataset) blocks one host runs, in order.
+
+    Part of the spec hash, so a shard can be confused neither with another shard nor with its parent; the parent's
+    hash is recorded too, so a merge can tell which shards belong to one experiment. ``moved_from`` names the shard
+    whose blocks these were (a dead host's remainder moved explicitly): its answers in these blocks are superseded.
+    A ``calibration`` shard runs the fleet's common calibration spec whole, on every host.
+    """
+
+    plan: str
+    name: str
+    host: str
+    role: str
+    parent_sha256: str
+    blocks: tuple[tuple[str, str], ...]
+    moved_from: str | None = None
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     description: str
@@ -91,16 +113,34 @@ class Spec:
     source_text: str = field(compare=False, repr=False)
     catalog: Mapping[str, ModelEntry] | None = field(default=None, compare=False, repr=False)
     """Where the spec's tags resolve: None = today's catalog; a stored run passes the entries it snapshotted."""
+    shard: ShardSpec | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for key in ("source_path", "source_text", "catalog"):
             d.pop(key)
+        if self.shard is None:  # an unsharded spec hashes as it did before shards existed
+            d.pop("shard")
         return d
 
     @property
     def sha256(self) -> str:
         return sha256_text(canonical_json(self.to_dict()))
+
+    @property
+    def parent_sha256(self) -> str:
+        """The hash of this spec without its [shard] table (its own hash when it is not a shard)."""
+        d = self.to_dict()
+        d.pop("shard", None)
+        return sha256_text(canonical_json(d))
+
+    def blocks(self) -> tuple[tuple[str, str], ...]:
+        """(model, dataset) blocks in run order: the shard's, or every pair in the spec's order."""
+        if self.shard is not None:
+            return self.shard.blocks
+        if self.order == "dataset-major":
+            return tuple((m, d.name) for d in self.datasets for m in self.models)
+        return tuple((m, d.name) for m in self.models for d in self.datasets)
 
     def model_entries(self) -> list[ModelEntry]:
         return [self.catalog[tag] if self.catalog is not None else model(tag) for tag in self.models]
@@ -305,11 +345,57 @@ def parse_spec(text: str, label: str = "<spec>", catalog: Mapping[str, ModelEntr
         if m not in SCORING_MODES:
             st.fail("modes", "a list of " + ", ".join(SCORING_MODES), modes)
     st.done()
+    shard_raw = top.table("shard") if "shard" in raw else None
     top.done()
 
-    return Spec(name=name, description=description, backend=backend, options=options, models=tuple(tags),
+    spec = Spec(name=name, description=description, backend=backend, options=options, models=tuple(tags),
                 datasets=tuple(datasets), meter=meter, idle=idle, cooldown=cooldown, scoring_modes=tuple(modes),
                 order=order, source_path=label, source_text=text, catalog=catalog)
+    if shard_raw is None:
+        return spec
+    return replace(spec, shard=_parse_shard(shard_raw, spec))
+
+
+def _parse_shard(t: _Table, parent: Spec) -> ShardSpec:
+    """The [shard] table, checked against the spec it is written into (its parent)."""
+    role = t.choice("role", SHARD_ROLES, "work")
+    every = parent.blocks()
+    raw_blocks = t.get("blocks", list, None if role == "work" else [list(b) for b in every],
+                       expected="a list of [model, dataset] pairs")
+    if raw_blocks is None:
+        t.fail("blocks", "a list of [model, dataset] pairs", None)
+    blocks = []
+    for b in raw_blocks:
+        if not (isinstance(b, list) and len(b) == 2 and all(isinstance(x, str) for x in b)):
+            t.fail("blocks", "[model, dataset] pairs of strings", b)
+        if tuple(b) not in every:
+            t.fail("blocks", "pairs of this spec's models.tags and datasets", b)
+        blocks.append((b[0], b[1]))
+    if not blocks or len(set(blocks)) != len(blocks):
+        t.fail("blocks", "at least one block, each once", raw_blocks)
+    shard = ShardSpec(plan=t.get("plan", str), name=t.get("name", str), host=t.get("host", str), role=role,
+                      parent_sha256=t.get("parent_sha256", str), blocks=tuple(blocks),
+                      moved_from=t.get("moved_from", str, None))
+    t.done()
+    if shard.parent_sha256 != parent.sha256:
+        t.fail("parent_sha256", f"{parent.sha256} (the hash of the rest of this file; was it edited?)",
+               shard.parent_sha256)
+    return shard
+
+
+def with_shard(parent_text: str, shard: ShardSpec) -> str:
+    """A parent spec's text with a [shard] table appended: what `bench fleet plan` writes for each shard."""
+    import tomli_w
+
+    table = {k: v for k, v in asdict(shard).items() if v is not None}
+    table["blocks"] = [list(b) for b in shard.blocks]
+    return f"{parent_text.rstrip()}\n\n{SHARD_MARKER}\n{tomli_w.dumps({'shard': table})}"
+
+
+def parent_text(text: str) -> str:
+    """The parent spec's text of a shard spec written by :func:`with_shard` (unchanged if it is not a shard)."""
+    head, marker, _ = text.partition(f"\n\n{SHARD_MARKER}\n")
+    return head + "\n" if marker else text
 
 
 def _keep_alive(be: _Table) -> str | int | float | None:

@@ -71,13 +71,14 @@ def build_run_report(out_dir: Path, mode: str = "paper", *, report_root: Path | 
                      extra_info: dict[str, Any] | None = None, published: bool = True, plots: bool = True) -> Path:
     """The report of a result folder, written to ``report_root/report`` (default: inside the folder)."""
     from bench.report import build_report
+    from bench.report.devices import load_devices
     from bench.report.run_folder import load_run
 
     loaded = load_run(out_dir, mode)
     info = {**loaded.run_info, **report_run_info(run_facts(out_dir)), "protocol": run_protocol(out_dir),
             **(extra_info or {})}
     paths = build_report(loaded.frame, report_root or out_dir, run_info=info, traces=loaded.traces,
-                         published=published, plots=plots)
+                         published=published, plots=plots, device_data=load_devices(out_dir / "results.db"))
     return paths.report_dir
 
 

@@ -101,9 +101,16 @@ def write_plan(fleet_dir: Path, doc: dict[str, Any], *, replace: bool = False) -
                              f"write plan {doc['plan_id']} instead")
         doc = old  # same assignment: keep the original (its creation time, any moves)
     doc.setdefault("created_utc", utc_now())
+    return save_plan(fleet_dir, doc)
+
+
+def save_plan(fleet_dir: Path, doc: dict[str, Any]) -> Path:
+    """plan.json and every shard's spec, as the doc says now."""
+    fleet_dir = Path(fleet_dir)
     (fleet_dir / SPECS_DIR).mkdir(parents=True, exist_ok=True)
     for entry in entries(doc):
         (fleet_dir / entry.spec).write_text(shard_spec_text(doc, entry), "utf-8")
+    path = fleet_dir / PLAN_NAME
     path.write_text(json.dumps(doc, indent=1) + "\n", "utf-8")
     return path
 

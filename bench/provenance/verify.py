@@ -101,6 +101,7 @@ def verify(
         acc.add(blamed, f"signature in {SIG_NAME} does not verify over {SUMS_NAME} (one of the two was altered)")
 
     predicate = _check_manifest(root, sums, acc) if sums_bytes is not None else {}
+    _check_fleet_chain(root, predicate, acc)
 
     if check_numbers:
         _check_numbers(root, predicate, acc)
@@ -222,6 +223,14 @@ def _check_manifest(root: Path, sums: dict[str, str], acc: _Acc) -> dict[str, An
         if expected[name] != subjects[name]:
             acc.add(name, f"{MANIFEST_NAME} subject digest differs from {SUMS_NAME}")
     return data["predicate"]
+
+
+def _check_fleet_chain(root: Path, predicate: dict[str, Any], acc: _Acc) -> None:
+    """Hook: a merged fleet folder (`bench merge`) is also checked back to each device's key (bench.fleet.chain)."""
+    chain = importlib.import_module("bench.fleet.chain")
+    if chain.is_merged(root):
+        for path, message in chain.check(root, predicate):
+            acc.add(path, message)
 
 
 def _modes(predicate: dict[str, Any]) -> list[str]:

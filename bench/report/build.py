@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ResultsError
-from bench.report import aggregate, compare, energy_bounds, numbers, pareto, phases, plots, protocol, render, roofline
+from bench.report import (aggregate, compare, devices, energy_bounds, numbers, pareto, phases, plots, protocol,
+                          render, roofline)
 from bench.report.published import load_published
 from bench.report.traces import as_trace
 
@@ -53,6 +54,9 @@ def _write_tables(d: render.ReportData, tables_dir: Path) -> dict[str, Path]:
         put("roofline", d.roofline)
     if d.protocol is not None:
         put("load_effect", d.protocol.load_effect)
+    if d.devices is not None:
+        put("devices", d.devices.per_device)
+        put("device_calibration", d.devices.calibration)
     if d.comparison is not None:
         put("comparison", d.comparison)
         put("claims", compare.claims_frame(d.claims))
@@ -76,13 +80,15 @@ def _figures(cells_: pd.DataFrame, tables: pd.DataFrame, fronts_: dict, traces, 
 
 def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: list | None = None,
                  published: bool = True, cells: pd.DataFrame | None = None,
-                 tolerance_abs: float = 0.0, plots: bool = True) -> ReportPaths:
+                 tolerance_abs: float = 0.0, plots: bool = True,
+                 device_data: devices.DeviceData | None = None) -> ReportPaths:
     """Write ``out_dir/report/``: report.html, summary.md, numbers.json, tables/*.csv, plots/*.png|svg.
 
     ``cells`` replaces the per-(model, dataset) aggregates computed from ``frame`` (the authors' exact ``agg``);
     ``tolerance_abs`` is then how far the frame path may differ from them (recorded for ``recompute_check``).
     ``run_info`` is shown verbatim; ``memory_bandwidth_gb_s`` adds the roofline, ``reference_table: "t11"`` compares
     energy with the Pi 5 table instead of Table 5. ``plots=False`` skips the figures (a quick numbers-only build).
+    ``device_data`` (a merged fleet folder's devices and calibration) adds the per-device view.
     """
     started = time.perf_counter()
     report_dir = Path(out_dir) / "report"
@@ -119,7 +125,8 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
                              phases=phase_tab, phase_note=phases.jpt_vs_decode_note(phase_tab), figures=figures,
                              comparison=comparison, claims=claims, roofline=roof, notes=notes,
                              energy_marks=energy_bounds.marks(cells_),
-                             protocol=protocol.section(frame, run_info.get("protocol")))
+                             protocol=protocol.section(frame, run_info.get("protocol")),
+                             devices=devices.device_view(frame, device_data))
     table_paths = _write_tables(data, report_dir / "tables")
     nums = numbers.key_numbers(cells_, frame, cells_source=source, tolerance_abs=tolerance_abs)
     numbers_path = numbers.write_numbers(nums, report_dir)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench.report import devices as devices_view
 from bench.report import protocol as protocol_section
 from bench.report.compare import TOLERANCE_NOTE, Claim
 from bench.report.metrics import BOUND_TOL, COVERAGE_MIN
@@ -62,6 +63,7 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     energy_marks: dict = field(default_factory=dict)  # (table, row, col, stat) -> bound and coverage text
     protocol: protocol_section.ProtocolSection | None = None
+    devices: devices_view.DeviceView | None = None  # a merged fleet folder
 
 
 def fmt(value, half=math.nan, n=None, digits: int = 2) -> str:
@@ -231,6 +233,8 @@ def render_html(d: ReportData) -> str:
                      f"<figcaption>{html.escape(f.caption)}</figcaption></figure>")
     parts.append("<h2>Per-model results (mean over datasets, 95% CI)</h2>")
     parts.append(_html_table(*summary_rows(d.summary, d.energy_marks)))
+    if d.devices is not None:
+        parts.append(devices_view.html_section(d.devices, _html_table))
     parts.append("<h2>Pareto fronts (accuracy vs energy per answer)</h2>")
     parts.append(_html_table(["dataset", "models on the front"], [[k, ", ".join(v)] for k, v in d.fronts.items()]))
     if d.protocol is not None:
@@ -275,6 +279,8 @@ def render_markdown(d: ReportData, plots_rel: str = "plots") -> str:
         out += ["## Ours vs published", "", TOLERANCE_NOTE + ".", "",
                 _md_table(COUNT_HEADER, comparison_counts(d.comparison)), ""]
     out += ["## Per-model results", "", _md_table(*summary_rows(d.summary, d.energy_marks)), ""]
+    if d.devices is not None:
+        out += devices_view.markdown_section(d.devices, _md_table)
     out += ["## Pareto fronts", ""] + [f"- **{k}**: {', '.join(v)}" for k, v in d.fronts.items()] + [""]
     if d.protocol is not None:
         p = d.protocol

@@ -1,0 +1,129 @@
+"""Rows of verified shard DBs copied into one results DB, every answer tagged with the device that ran it.
+
+The copy is column-generic (whatever columns this toolkit's schema has, shards written by the same toolkit have
+too) and exact: answers keep their stamps, energy windows, scores and traces byte for byte, so the merged folder
+holds the very numbers each device signed. Answer ids are offset per shard; every table keyed by ``answer_id``
+follows, so tables other stages add come along without changes here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from bench import results
+from bench.errors import FleetError
+from bench.fleet.shardfolder import ShardFolder
+
+RUN_TABLES = {"runs", "run_events", "models", "idle_baselines", "answers", "devices", "device_calibration"}
+
+
+def _columns(db: sqlite3.Connection, table: str, schema: str = "main") -> list[str]:
+    return [r[1] for r in db.execute(f"PRAGMA {schema}.table_info({table})")]
+
+
+def _answer_tables(db: sqlite3.Connection) -> list[str]:
+    names = [r[0] for r in db.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
+    return [t for t in names if t not in RUN_TABLES and "answer_id" in _columns(db, t)]
+
+
+def _run_tables(db: sqlite3.Connection) -> list[str]:
+    """Tables other stages keyed by run_id (one run's facts): carried from the first shard that has rows."""
+    names = [r[0] for r in db.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
+    return [t for t in names if t not in RUN_TABLES and not t.startswith(("_", "sqlite_"))
+            and "run_id" in _columns(db, t) and "answer_id" not in _columns(db, t)]
+
+
+def copy_shard(db: sqlite3.Connection, run_id: str, shard: ShardFolder, blocks: list[tuple[str, str]]) -> int:
+    """Copy the answers of ``blocks`` (and everything keyed by them) from one shard; returns answers copied."""
+    src = shard.path / "results.db"
+    device = shard.shard.host
+    db.execute("ATTACH DATABASE ? AS s", (str(src),))  # sealed (rollback journal): reading writes nothing
+    try:
+        with results.transaction(db):
+            db.execute("CREATE TEMP TABLE keep (model TEXT, dataset TEXT)")
+            db.executemany("INSERT INTO keep VALUES (?, ?)", blocks)
+            offset = db.execute("SELECT coalesce(max(id), 0) FROM main.answers").fetchone()[0]
+            cols = [c for c in _columns(db, "answers") if c in _columns(db, "answers", "s")
+                    and c not in ("id", "run_id", "device")]
+            chosen = "FROM s.answers WHERE (model, dataset) IN (SELECT model, dataset FROM keep)"
+            cur = db.execute(f"INSERT INTO main.answers (id, run_id, device, {', '.join(cols)}) "
+                             f"SELECT id + ?, ?, ?, {', '.join(cols)} {chosen}", (offset, run_id, device))
+            copied = cur.rowcount
+            for table in _answer_tables(db):
+                tcols = [c for c in _columns(db, table) if c in _columns(db, table, "s") and c != "answer_id"]
+                db.execute(f"INSERT INTO main.{table} (answer_id, {', '.join(tcols)}) SELECT answer_id + ?, "
+                           f"{', '.join(tcols)} FROM s.{table} WHERE answer_id IN (SELECT id {chosen})", (offset,))
+            _copy_run_facts(db, run_id, shard)
+            db.execute("DROP TABLE temp.keep")
+    finally:
+        db.execute("DETACH DATABASE s")
+    return copied
+
+
+def _copy_run_facts(db: sqlite3.Connection, run_id: str, shard: ShardFolder) -> None:
+    device = shard.shard.host
+    for r in db.execute("SELECT model, digest, facts_json, prepared_utc FROM s.models").fetchall():
+        have = db.execute("SELECT digest FROM main.models WHERE model = ?", (r[0],)).fetchone()
+        if have is None:
+            db.execute("INSERT INTO main.models VALUES (?, ?, ?, ?, ?)", (run_id, *r))
+        elif have[0] != r[1]:
+            raise FleetError(f"{shard.path}: model {r[0]} has digest {r[1]} here but {have[0]} in another shard; "
+                             f"a run must not mix model versions")
+    db.execute("INSERT INTO main.idle_baselines (run_id, source, start_ns, end_ns, mean_w, sd_w, n_samples, "
+               "measured_utc) SELECT ?, source || ' on ' || ?, start_ns, end_ns, mean_w, sd_w, n_samples, "
+               "measured_utc FROM s.idle_baselines ORDER BY id", (run_id, device))
+    for t_utc, kind, detail in db.execute("SELECT t_utc, kind, detail FROM s.run_events ORDER BY id").fetchall():
+        if kind == "meter":  # JSON the manifest reads back: keep it JSON, say whose meter it was
+            detail = json.dumps({**json.loads(detail), "device": device}, sort_keys=True)
+        else:
+            detail = f"[{shard.shard.name}] {detail}".rstrip()
+        db.execute("INSERT INTO main.run_events (run_id, t_utc, kind, detail) VALUES (?, ?, ?, ?)",
+                   (run_id, t_utc, kind, detail))
+    for table in _run_tables(db):
+        cols = [c for c in _columns(db, table) if c in _columns(db, table, "s") and c != "run_id"]
+        if db.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0] == 0:
+            db.execute(f"INSERT INTO main.{table} (run_id, {', '.join(cols)}) SELECT ?, {', '.join(cols)} "
+                       f"FROM s.{table}", (run_id,))
+
+
+def record_device(db: sqlite3.Connection, device: str, signer: str, facts: dict[str, Any]) -> None:
+    with results.transaction(db):
+        db.execute("INSERT INTO devices VALUES (?, ?, ?)", (device, signer, json.dumps(facts, sort_keys=True)))
+
+
+def record_calibration(db: sqlite3.Connection, device: str, rows: list[dict[str, Any]]) -> None:
+    with results.transaction(db):
+        db.executemany("INSERT INTO device_calibration VALUES (:device, :model, :n_answers, :idle_w, :j_per_token, "
+                       ":tokens_per_s)", [{**r, "device": device} for r in rows])
+
+
+def answer_digest(db_path: Path, device: str | None, blocks: list[tuple[str, str]] | None = None) -> str:
+    """A hash of every answer's content (all columns but ids and device) and its energy windows and scores:
+    equal for a shard's kept blocks and the same device's answers in the merged DB."""
+    import hashlib
+
+    from bench.fleet.shardfolder import read_only
+
+    db = read_only(db_path)
+    try:
+        cols = [c for c in _columns(db, "answers") if c not in ("id", "run_id", "device")]
+        where, args = ("WHERE device = ?", [device]) if device is not None else ("", [])
+        rows = db.execute(f"SELECT id, {', '.join(cols)} FROM answers {where} ORDER BY model, dataset, item_id",
+                          args).fetchall()
+        h = hashlib.sha256()
+        keep = set(blocks) if blocks is not None else None
+        for r in rows:
+            if keep is not None and (r["model"], r["dataset"]) not in keep:
+                continue
+            h.update(json.dumps([r[c] for c in cols]).encode())
+            for table in ("energy_windows", "scores"):
+                tcols = [c for c in _columns(db, table) if c not in ("answer_id", "scored_utc")]
+                for w in db.execute(f"SELECT {', '.join(tcols)} FROM {table} WHERE answer_id = ? "
+                                    f"ORDER BY {tcols[0]}", (r["id"],)):
+                    h.update(json.dumps(list(w)).encode())
+        return h.hexdigest()
+    finally:
+        db.close()

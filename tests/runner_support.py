@@ -72,14 +72,15 @@ PACED_MODEL = "qwen2.5:0.5b-instruct-q4_0"
 
 
 @contextlib.contextmanager
-def paced_ollama_server(delay_s: float = 0.05, reply: str = PACED_REPLY):
+def paced_ollama_server(delay_s: float = 0.05, reply: str = PACED_REPLY, models: tuple[str, ...] = (PACED_MODEL,)):
     """The Ollama-API test server in its own process, answering a scripted reply at a fixed pace (one word per
-    ``delay_s``) under a catalog tag: every answer takes the same time, no LLM needed."""
+    ``delay_s``) under catalog tags: every answer takes the same time, no LLM needed."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    aliases = [a for m in models for a in ("--alias", m)]
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ollama_server.py"), "--port", str(port),
-                             "--scripted", reply, "--script-delay", str(delay_s), "--alias", PACED_MODEL],
+                             "--scripted", reply, "--script-delay", str(delay_s), *aliases],
                             stdout=subprocess.PIPE, text=True)
     try:
         if "listening on" not in proc.stdout.readline():

@@ -42,4 +42,5 @@ clean:  ## Remove the environment and local results (the wheel cache in $(BENCH_
 
 include mk/run.mk
 include mk/meter.mk
+include mk/fleet.mk
 -include mk/container.mk

@@ -105,6 +105,14 @@ def test_merged_folder_has_every_answer_once_with_its_device(fleet, merged):
     assert sum(by_device.values()) == 8 and None not in by_device
     assert dev_of_moved == {"b"}  # the dead host's block was answered by the host it moved to
     assert devices == set(HOSTS)
+    # Nothing a shard holds is dropped: every table with rows in a shard has rows in the merged DB.
+    shard_db = sqlite3.connect(f"file:{fleet['fleet_dir'] / 'shards' / 'a' / 'results.db'}?mode=ro", uri=True)
+    tables = [r[0] for r in shard_db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    filled = [t for t in tables if shard_db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]]
+    shard_db.close()
+    con = sqlite3.connect(f"file:{out / 'results.db'}?mode=ro", uri=True)
+    assert [t for t in filled if not con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]] == []
+    con.close()
     c = next(s for s in merged["facts"]["shards"] if s["name"] == "c")
     assert c["blocks_superseded"] and c["answers_merged"] == 0  # c's one answer in the moved block is left out
 

@@ -30,10 +30,11 @@ def _answer_tables(db: sqlite3.Connection) -> list[str]:
 
 
 def _run_tables(db: sqlite3.Connection) -> list[str]:
-    """Tables other stages keyed by run_id (one run's facts): carried from the first shard that has rows."""
+    """Tables other stages add for a run's own facts (keyed by run_id, or by nothing of ours, like scorer
+    versions): one shard's rows stand for the merged run (every shard ran the same spec with the same toolkit)."""
     names = [r[0] for r in db.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
     return [t for t in names if t not in RUN_TABLES and not t.startswith(("_", "sqlite_"))
-            and "run_id" in _columns(db, t) and "answer_id" not in _columns(db, t)]
+            and "answer_id" not in _columns(db, t)]
 
 
 def copy_shard(db: sqlite3.Connection, run_id: str, shard: ShardFolder, blocks: list[tuple[str, str]]) -> int:
@@ -75,18 +76,17 @@ def _copy_run_facts(db: sqlite3.Connection, run_id: str, shard: ShardFolder) -> 
     db.execute("INSERT INTO main.idle_baselines (run_id, source, start_ns, end_ns, mean_w, sd_w, n_samples, "
                "measured_utc) SELECT ?, source || ' on ' || ?, start_ns, end_ns, mean_w, sd_w, n_samples, "
                "measured_utc FROM s.idle_baselines ORDER BY id", (run_id, device))
-    for t_utc, kind, detail in db.execute("SELECT t_utc, kind, detail FROM s.run_events ORDER BY id").fetchall():
-        if kind == "meter":  # JSON the manifest reads back: keep it JSON, say whose meter it was
-            detail = json.dumps({**json.loads(detail), "device": device}, sort_keys=True)
-        else:
-            detail = f"[{shard.shard.name}] {detail}".rstrip()
-        db.execute("INSERT INTO main.run_events (run_id, t_utc, kind, detail) VALUES (?, ?, ?, ?)",
-                   (run_id, t_utc, kind, detail))
+    # Events verbatim (other stages parse their details back), after one saying whose they are.
+    db.execute("INSERT INTO main.run_events (run_id, t_utc, kind, detail) VALUES (?, ?, 'shard', ?)",
+               (run_id, results.utc_now(), json.dumps({"shard": shard.shard.name, "device": device})))
+    db.execute("INSERT INTO main.run_events (run_id, t_utc, kind, detail) SELECT ?, t_utc, kind, detail "
+               "FROM s.run_events ORDER BY id", (run_id,))
     for table in _run_tables(db):
-        cols = [c for c in _columns(db, table) if c in _columns(db, table, "s") and c != "run_id"]
+        cols = [c for c in _columns(db, table) if c in _columns(db, table, "s")]
         if db.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0] == 0:
-            db.execute(f"INSERT INTO main.{table} (run_id, {', '.join(cols)}) SELECT ?, {', '.join(cols)} "
-                       f"FROM s.{table}", (run_id,))
+            values = ", ".join("?" if c == "run_id" else c for c in cols)
+            db.execute(f"INSERT INTO main.{table} ({', '.join(cols)}) SELECT {values} FROM s.{table}",
+                       (run_id,) if "run_id" in cols else ())
 
 
 def record_device(db: sqlite3.Connection, device: str, signer: str, facts: dict[str, Any]) -> None:

@@ -722,6 +722,8 @@ def _frame_sql(db: sqlite3.Connection) -> str:
             sql = sql.replace(f"a.{col}", "NULL")
     if "clock_bound_ns" not in columns:  # before m006: one clock, nothing converted
         sql = sql.replace(" w.clock_bound_ns / 1e6 AS", " NULL AS").replace(" w.clock_flag AS", " NULL AS")
+    if "device" not in {r[1] for r in db.execute("PRAGMA table_info(answers)")}:
+        sql = sql.replace(" a.device\n", " NULL AS device\n")  # sealed before m007: one machine, the manifest's
     return sql
 
 

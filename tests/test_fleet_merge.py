@@ -237,3 +237,5 @@ def test_status_from_a_probe(fleet, tmp_path):
         x["answers"] for x in read_plan(fleet["fleet_dir"])["shards"] if x["name"] == fleet["moved"] for x in x["blocks"])
     assert b.eta_h is not None and b.eta_h >= 0
     assert rows["a"].state == "no report yet"
+    later = host_statuses(fleet["fleet_dir"], refreshed_utc="2999-01-01T00:00:00+00:00")
+    assert next(r for r in later if r.host == "b").state == "did not answer the probe; last seen running"

@@ -149,10 +149,13 @@ def status(inventory: Path | None, playbook: Path, fleet_dir: Path) -> None:
     from bench.fleet.playbook import run_playbook
     from bench.fleet.status import host_statuses
 
+    from bench.results import utc_now
+
+    refreshed = utc_now() if inventory is not None else None
     if inventory is not None:
         run_playbook(inventory, playbook, ["status"], fleet_dir)
     click.echo(f"{'host':<14} {'done':>12} {'ETA h':>7}  state / last error")
-    for s in host_statuses(fleet_dir):
+    for s in host_statuses(fleet_dir, refreshed):
         eta = "-" if s.eta_h is None else f"{s.eta_h:.2f}"
         click.echo(f"{s.host:<14} {f'{s.done}/{s.planned}':>12} {eta:>7}  {s.state}"
                    + (f" (probed {s.probed_utc})" if s.probed_utc else ""))

@@ -92,8 +92,9 @@ def _utc(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(timezone.utc)
 
 
-def host_statuses(fleet_dir: Path) -> list[HostStatus]:
-    """Plan + the hosts' last probes (``status/<host>.json``) -> one row per host."""
+def host_statuses(fleet_dir: Path, refreshed_utc: str | None = None) -> list[HostStatus]:
+    """Plan + the hosts' last probes (``status/<host>.json``) -> one row per host. A probe older than
+    ``refreshed_utc`` (when this refresh began) means the host did not answer it."""
     doc = read_plan(fleet_dir)
     out = []
     for host in [h["host"] for h in doc["hosts"]]:
@@ -116,6 +117,8 @@ def host_statuses(fleet_dir: Path) -> list[HostStatus]:
                 elapsed += (_utc(s["last_utc"]) - _utc(s["first_utc"])).total_seconds()
         pace = elapsed / predicted_done if predicted_done > 0 and elapsed > 0 else 1.0
         state = report["runner"]["state"] if report else "no report yet"
+        if report and refreshed_utc and _utc(report["probed_utc"]) < _utc(refreshed_utc):
+            state = f"did not answer the probe; last seen {state}"
         errors = [s.get("last_error") for s in probed.values() if s.get("last_error")]
         last_error = (report or {}).get("log_error") or (errors[-1] if errors else None)
         eta = None if state.startswith(("finished", "failed")) else predicted_left * pace / 3600

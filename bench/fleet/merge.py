@@ -95,6 +95,7 @@ def decide(shards: list[ShardFolder]) -> MergePlan:
             raise FleetError(f"{s.path}: a second calibration of {s.shard.host} (also {hosts[s.shard.host].path})")
         hosts[s.shard.host] = s
     parent = _parent_of(first)
+    _same_models(work)
     kept, superseded = _blocks(work)
     counts = answers_per_dataset(parent)
     missing = []
@@ -104,6 +105,17 @@ def decide(shards: list[ShardFolder]) -> MergePlan:
         if have < counts[block[1]]:
             missing.append(Missing(block, have, counts[block[1]]))
     return MergePlan(parent, tuple(work), tuple(calibration), kept, superseded, missing)
+
+
+def _same_models(work: list[ShardFolder]) -> None:
+    """A model run on two devices must be the same model: one digest everywhere."""
+    seen: dict[str, tuple[str | None, ShardFolder]] = {}
+    for s in work:
+        for tag, digest in s.digests.items():
+            if tag in seen and seen[tag][0] != digest:
+                raise FleetError(f"{s.path}: model {tag} has digest {digest} here but {seen[tag][0]} in "
+                                 f"{seen[tag][1].path}; a run must not mix model versions")
+            seen.setdefault(tag, (digest, s))
 
 
 def _blocks(work: list[ShardFolder]) -> tuple[dict[str, list[Block]], dict[str, list[Block]]]:
@@ -139,10 +151,6 @@ def load_all(folders: list[Path], signers: Path) -> list[ShardFolder]:
 def merge(folders: list[Path], out: Path, signers: Path, *, key_path: Path | None = None,
           require_complete: bool = False) -> tuple[MergePlan, dict[str, Any]]:
     """Verify, decide, write ``out`` (results.db, spec.toml, shards/, report/) and seal it."""
-    from bench.pipeline import build_run_report, run_facts
-    from bench.provenance import seal
-    from bench.report.devices import calibration_rows, summarise_variance
-
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FleetError(f"{out}: exists and is not empty; merge into a new --out folder")
@@ -151,6 +159,19 @@ def merge(folders: list[Path], out: Path, signers: Path, *, key_path: Path | Non
         raise FleetError(f"{len(plan.missing)} block(s) missing, e.g. {plan.missing[0]} (without --complete the "
                          f"merge lists them and goes on)")
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        facts = _write(out, plan, signers, key_path)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # every check passed before; a failure here leaves no half folder
+        raise
+    return plan, facts
+
+
+def _write(out: Path, plan: MergePlan, signers: Path, key_path: Path | None) -> dict[str, Any]:
+    from bench.pipeline import build_run_report, run_facts
+    from bench.provenance import seal
+    from bench.report.devices import calibration_rows, summarise_variance
+
     (out / "spec.toml").write_text(plan.parent.source_text, "utf-8")
     shutil.copyfile(signers, out / FLEET_SIGNERS)
     db = results.connect(out / "results.db")
@@ -173,7 +194,7 @@ def merge(folders: list[Path], out: Path, signers: Path, *, key_path: Path | Non
     facts = {**run_facts(out), "fleet": _fleet_facts(plan, copied, variance)}
     results.finalize(out / "results.db")
     seal(out, facts, key_path=key_path)
-    return plan, facts["fleet"]
+    return facts["fleet"]
 
 
 def _signer_of(host: str, plan: MergePlan) -> str:

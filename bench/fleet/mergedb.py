@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import results
-from bench.errors import FleetError
 from bench.fleet.shardfolder import ShardFolder
 
 RUN_TABLES = {"runs", "run_events", "models", "idle_baselines", "answers", "devices", "device_calibration"}
@@ -66,13 +65,9 @@ def copy_shard(db: sqlite3.Connection, run_id: str, shard: ShardFolder, blocks: 
 
 def _copy_run_facts(db: sqlite3.Connection, run_id: str, shard: ShardFolder) -> None:
     device = shard.shard.host
-    for r in db.execute("SELECT model, digest, facts_json, prepared_utc FROM s.models").fetchall():
-        have = db.execute("SELECT digest FROM main.models WHERE model = ?", (r[0],)).fetchone()
-        if have is None:
-            db.execute("INSERT INTO main.models VALUES (?, ?, ?, ?, ?)", (run_id, *r))
-        elif have[0] != r[1]:
-            raise FleetError(f"{shard.path}: model {r[0]} has digest {r[1]} here but {have[0]} in another shard; "
-                             f"a run must not mix model versions")
+    # One row per model (the merge checked that every shard has the same digest for it).
+    db.execute("INSERT OR IGNORE INTO main.models (run_id, model, digest, facts_json, prepared_utc) "
+               "SELECT ?, model, digest, facts_json, prepared_utc FROM s.models", (run_id,))
     db.execute("INSERT INTO main.idle_baselines (run_id, source, start_ns, end_ns, mean_w, sd_w, n_samples, "
                "measured_utc) SELECT ?, source || ' on ' || ?, start_ns, end_ns, mean_w, sd_w, n_samples, "
                "measured_utc FROM s.idle_baselines ORDER BY id", (run_id, device))

@@ -9,7 +9,8 @@ from bench.errors import FleetError
 from bench.fleet.inventory import ansible_tool
 
 
-def run_playbook(inventory: Path, playbook: Path, tags: list[str], fleet_dir: Path) -> None:
+def run_playbook(inventory: Path, playbook: Path, tags: list[str], fleet_dir: Path) -> int:
+    """Run it; returns its exit status when only some hosts failed or were unreachable (2, 4: their rows say so)."""
     exe = ansible_tool("ansible-playbook")
     if exe is None:
         raise FleetError("ansible-playbook not found: the fleet commands need ansible-core (pip install '.[fleet]')")
@@ -18,6 +19,7 @@ def run_playbook(inventory: Path, playbook: Path, tags: list[str], fleet_dir: Pa
     cmd = [exe, "-i", str(inventory), str(playbook), "--tags", ",".join(tags),
            "-e", f"fleet_dir={Path(fleet_dir).resolve()}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode not in (0, 4):  # 4: some hosts unreachable; their rows say so
-        tail = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+    if proc.returncode not in (0, 2, 4):
+        tail = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["(no output)"])[-1]
         raise FleetError(f"ansible-playbook {playbook} --tags {','.join(tags)} failed (rc {proc.returncode}): {tail}")
+    return proc.returncode

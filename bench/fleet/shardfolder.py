@@ -32,6 +32,7 @@ class ShardFolder:
     spec: Spec
     signer: str
     answers: dict[tuple[str, str], int]
+    digests: dict[str, str | None]
 
     @property
     def shard(self) -> ShardSpec:
@@ -66,6 +67,7 @@ def load_shard(path: Path, signers: Path) -> ShardFolder:
         run = RunRow(**{k: rows[0][k] for k in RunRow.__dataclass_fields__})
         answers = {(r[0], r[1]): r[2] for r in db.execute(
             "SELECT model, dataset, count(*) FROM answers GROUP BY model, dataset")}
+        digests = {r[0]: r[1] for r in db.execute("SELECT model, digest FROM models")}
     except sqlite3.Error as exc:
         raise FleetError(f"{path}: results.db unreadable ({exc})") from None
     finally:
@@ -80,4 +82,4 @@ def load_shard(path: Path, signers: Path) -> ShardFolder:
     if host_principal(spec.shard.host) not in principals:
         raise FleetError(f"{path}: shard of host {spec.shard.host} signed by {report.signer}, not by "
                          f"{host_principal(spec.shard.host)}")
-    return ShardFolder(path, run, spec, report.signer or "", answers)
+    return ShardFolder(path, run, spec, report.signer or "", answers, digests)

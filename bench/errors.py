@@ -50,3 +50,7 @@ def did_you_mean(kind: str, name: str, choices: list[str]) -> str:
 
 class FleetError(BenchError):
     """A fleet plan, inventory, shard folder or merge is refused; the message names the file and the reason."""
+
+
+class SandboxError(BenchError):
+    """Untrusted code cannot be confined on this host (the message lists what is missing and how to get it)."""

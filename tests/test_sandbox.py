@@ -1,168 +1,162 @@
-"""The HumanEval sandbox: hostile programs end wrong, within limits, and leave the machine untouched."""
+"""The sandbox's mechanisms: plain data across the boundary, each layer applied, the fallbacks, the refusal."""
 
 from __future__ import annotations
 
-import glob
+import dataclasses
+import math
 import os
-import socket
-import tempfile
-import threading
-import time
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 
-from bench.scoring import score
-from bench.scoring.landlock import abi_version
-from bench.scoring.sandbox import Limits, run_python
+from bench.errors import SandboxError
+from bench.scoring import execution
+from bench.scoring.child import plain
+from bench.scoring.child.landlock import abi_version
+from bench.scoring.execution import confinement, require, run_program
+from bench.scoring.sandbox import Limits, processes_of
 
-FAST = Limits(timeout_s=1.5, memory_mb=512)
-
-
-def sandbox_dirs() -> set[str]:
-    return set(glob.glob(os.path.join(tempfile.gettempdir(), "bench-sandbox-*")))
-
-
-def processes_in_sandboxes() -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if "bench-sandbox-" in os.readlink(proc / "cwd"):
-                    found.append(proc.name)
-            except OSError:
-                pass
-    return found
+FAST = Limits(timeout_s=1.5)
 
 
-@pytest.fixture(autouse=True)
-def machine_untouched():
-    before = sandbox_dirs()
-    yield
-    assert sandbox_dirs() <= before, "sandbox temp dirs left behind"
-    assert not processes_in_sandboxes(), "sandbox processes left running"
+# Plain data -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    None, True, False, 0, -7, 2 ** 80, 1.5, -0.0, float("inf"), float("-inf"), 1 + 2j, "", "é\n\x00", b"\x00\xff",
+    [], (), [1, (2, 3)], (1, [2]), {"a": 1, 2: "b", (1, 2): [None]}, {1, 2}, frozenset({"x"}), [[[{"k": (1.0,)}]]],
+])
+def test_plain_values_survive_the_round_trip_with_their_types(value):
+    back = plain.from_tagged(plain.loads(plain.dumps({"v": plain.to_tagged(value)}))["v"])
+    assert back == value and type(back) is type(value)
+    if isinstance(value, (list, tuple)) and value:
+        assert [type(x) for x in back] == [type(x) for x in value]
 
 
-def test_plain_program_passes_with_protections():
-    result = run_python("import math\nassert math.gcd(12, 18) == 6\nopen('scratch.txt', 'w').write('ok')\n", FAST)
-    assert result.passed, result
-    assert {"tempdir", "rlimits", "python-guard"} <= set(result.protections)
+def test_nan_survives_and_bool_int_float_stay_apart():
+    assert math.isnan(plain.from_tagged(plain.to_tagged(float("nan"))))
+    assert [type(x) for x in plain.from_tagged(plain.to_tagged([True, 1, 1.0]))] == [bool, int, float]
+
+
+def test_objects_that_are_not_plain_data_are_refused_by_name():
+    class AlwaysEqual:
+        def __eq__(self, other):
+            return True
+
+    for value in (AlwaysEqual(), [AlwaysEqual()], print, object(), {1: AlwaysEqual()}, {1: 2}.keys()):
+        with pytest.raises(plain.NotPlain):
+            plain.to_tagged(value)
+    deep: list = []
+    for _ in range(200):
+        deep = [deep]
+    with pytest.raises(plain.NotPlain):
+        plain.to_tagged(deep)
+
+
+def test_subclasses_of_builtin_scalars_travel_as_the_builtin_value():
+    class Sneaky(int):
+        def __eq__(self, other):
+            return True
+
+    back = plain.from_tagged(plain.to_tagged(Sneaky(3)))
+    assert type(back) is int and back == 3 and back != 4
+
+
+@pytest.mark.parametrize("line", [b"not json\n", b"[1, 2]\n", b'{"x": NaN}\n', b"\xff\xfe\n", b"1" * 5000 + b"\n"])
+def test_malformed_lines_are_refused(line):
+    with pytest.raises(plain.NotPlain):
+        message = plain.loads(line)
+        if type(message) is not dict:
+            raise plain.NotPlain("not a message")
+
+
+@pytest.mark.parametrize("data", [{"tuple": 1}, {"set": [[1]]}, {"dict": [[1]]}, {"weird": []}, {"a": 1, "b": 2},
+                                  {"bytes": "zz"}, {"float": "1e400x"}, {"dict": [[[1], 2]]}])
+def test_malformed_tags_are_refused(data):
+    with pytest.raises(plain.NotPlain):
+        plain.from_tagged(data)
+
+
+# Layers -----------------------------------------------------------------------------------------------------------
+
+def test_every_property_is_enforced_on_this_host():
+    host = require()
+    assert host.missing() == []
+    layers = run_program("pass", FAST).layers
+    assert "an unused uid, no groups" in layers and any("own filesystem root" in x for x in layers)
+    assert any(x.startswith("seccomp") for x in layers) and "rlimits" in layers
     if abi_version() >= 1:
-        assert "landlock" in result.protections
+        assert any(x.startswith("landlock abi") for x in layers)
 
 
-def test_exception_fails_with_its_message():
-    result = run_python("def f():\n    raise AssertionError('nope')\nf()\n", FAST)
-    assert result.status == "failed" and "AssertionError: nope" in result.reason
+def test_what_the_program_sees_of_the_machine():
+    probe = ("import os, sys\n"
+             "assert os.getuid() >= 1_600_000_000 and os.getgroups() == [], 'uid'\n"
+             "assert 'HOME' not in os.environ and 'BENCH_SANDBOX_NONCE' not in os.environ, 'env'\n"
+             "assert not os.path.exists('/proc/self') and not os.path.exists('/etc/passwd'), 'proc, etc'\n"
+             "assert not any(os.path.exists(p) for p in ('/root/.config', '/root/.ssh', '/home')), 'home'\n"
+             "assert os.getcwd() == '/tmp' and os.listdir('/tmp') == [], 'cwd'\n"
+             "import json, numpy, sqlite3\n")  # the standard library and installed packages import
+    outcome = run_program(probe, FAST)
+    assert outcome.passed, outcome
 
 
-def test_endless_loop_is_killed_at_the_time_limit():
-    start = time.monotonic()
-    result = run_python("while True:\n    pass\n", FAST)
-    assert result.status == "timeout" and "time limit" in result.reason
-    assert time.monotonic() - start < FAST.timeout_s + 2
+def test_landlock_alone_still_confines_reads_writes_and_cleanup(tmp_path):
+    """The fallback where namespaces are refused (a container without CAP_SYS_ADMIN): Landlock binds even root.
+
+    (Without the uid switch: here the interpreter lives under /root, mode 0700, which another uid cannot read.)"""
+    host, _ = confinement()
+    if abi_version() < 1:
+        pytest.skip("needs Landlock")
+    landlock_only = dataclasses.replace(host, namespaces=False, as_root=False, loopback_only=True)
+    assert landlock_only.missing() == ["own uid", "cleanup"]
+    (tmp_path / "secret").write_text("x")
+    for program in (f"open({str(tmp_path / 'secret')!r}).read()", "open('/etc/hostname').read()",
+                    f"open({str(tmp_path / 'new')!r}, 'w')", "open('/tmp/new', 'w')"):
+        assert run_program(program, FAST, host=landlock_only).status == "failed", program
+    assert run_program("import json", FAST, host=landlock_only).passed
+    assert not list(tmp_path.glob("new"))
 
 
-def test_sleeping_children_die_with_the_sandbox():
-    result = run_python("import time\ntime.sleep(30)\n", FAST)
-    assert result.status == "timeout"
+def test_kill_by_uid_reaps_a_daemon_that_left_the_process_group():
+    """What cleans up without a pid namespace: every process of the sandbox's uid, new sessions included."""
+    host, _ = confinement()
+    if not host.as_root:
+        pytest.skip("needs root (a uid of the sandbox's own)")
+    bare = dataclasses.replace(host, namespaces=False, landlock_abi=0, loopback_only=True)
+    from bench.scoring.sandbox import Sandbox
+
+    with Sandbox(bare, {"mode": "run", "program": "import time\ntime.sleep(60)", "entry_point": None,
+                        "guard": False}, Limits(processes=4)) as box:
+        uid = box.uid
+        import time
+
+        deadline = time.monotonic() + 10
+        while not processes_of(uid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert processes_of(uid)
+    assert processes_of(uid) == []
 
 
-def test_memory_hog_fails_fast():
-    start = time.monotonic()
-    result = run_python("blocks = []\nwhile True:\n    blocks.append(bytearray(50 * 1024 * 1024))\n", FAST)
-    assert not result.passed and ("MemoryError" in result.reason or result.status == "killed"), result
-    assert time.monotonic() - start < FAST.timeout_s + 2
+def test_refusal_is_one_line_naming_what_is_missing(monkeypatch):
+    host, _ = confinement()
+    bare = dataclasses.replace(host, namespaces=False, as_root=False, landlock_abi=0, loopback_only=False,
+                               no_namespaces_because="unshare: unshare failed: Operation not permitted")
+    monkeypatch.setattr(execution, "confinement", lambda: (bare, ""))
+    with pytest.raises(SandboxError) as caught:
+        require()
+    message = str(caught.value)
+    assert "\n" not in message and "--unsafe-no-sandbox" in message
+    for missing in ("own uid", "read limits", "write limits", "network isolation", "cleanup", "Operation not permitted"):
+        assert missing in message
+    monkeypatch.setattr(execution, "_unconfined_allowed", True)
+    assert require() is bare
 
 
-def test_fork_bomb_cannot_fork():
-    result = run_python("import os\nwhile True:\n    os.fork()\n", FAST)
-    assert result.status == "failed" and "disabled" in result.reason
-    result = run_python("import subprocess\nsubprocess.Popen(['sh', '-c', ':(){ :|:& };:'])\n", FAST)
-    assert result.status == "failed" and "subprocess" in result.reason
-
-
-def test_rm_rf_outside_the_temp_dir_is_refused(tmp_path):
-    precious = tmp_path / "precious"
-    precious.mkdir()
-    (precious / "data.txt").write_text("keep me")
-    for program in (f"import shutil\nshutil.rmtree({str(precious)!r})\n",
-                    f"import os\nos.remove({str(precious / 'data.txt')!r})\n",
-                    f"open({str(precious / 'data.txt')!r}, 'w').write('gone')\n",
-                    f"import os\nos.rename({str(precious)!r}, {str(tmp_path / 'moved')!r})\n"):
-        result = run_python(program, FAST)
-        assert not result.passed, program
-    assert (precious / "data.txt").read_text() == "keep me"
-
-
-def test_network_calls_fail():
-    result = run_python("import urllib.request\nurllib.request.urlopen('http://127.0.0.1:9/')\n", FAST)
-    assert result.status == "failed"
-
-
-def test_network_fails_even_when_the_python_guard_is_bypassed():
-    """Load the socket extension behind the guard's back and connect to a live local server: the network
-    namespace must still refuse."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    port = server.getsockname()[1]
-    accepted = []
-    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
-    import _socket
-
-    program = (
-        "import importlib.machinery, importlib.util\n"
-        f"spec = importlib.util.spec_from_file_location('_socket', {_socket.__file__!r})\n"
-        "mod = importlib.util.module_from_spec(spec)\n"
-        "spec.loader.exec_module(mod)\n"
-        "s = mod.socket()\n"
-        f"s.connect(('127.0.0.1', {port}))\n"
-    )
-    try:
-        result = run_python(program, FAST)
-        if "unshare net+pid" not in result.protections:
-            pytest.skip("no network namespace on this host; only the Python guard applies")
-        assert result.status == "failed" and not accepted, result
-    finally:
-        server.close()
-
-
-def test_output_flood_is_capped():
-    start = time.monotonic()
-    result = run_python("while True:\n    print('x' * 10000)\n", FAST)
-    assert not result.passed
-    assert len(result.stdout) <= FAST.output_bytes + 100
-    assert time.monotonic() - start < FAST.timeout_s + 2
-
-
-def test_early_exit_cannot_fake_a_pass():
-    for program in ("import os\nos._exit(0)\n", "import sys\nsys.exit(0)\n", "raise SystemExit\n"):
-        assert not run_python(program, FAST).passed, program
-
-
-def test_stdin_is_closed():
-    result = run_python("input()\n", FAST)
-    assert result.status == "failed"
-
-
-def test_hostile_humaneval_answers_score_wrong_with_a_reason(tmp_path, monkeypatch):
-    from bench.datasets import DataSource, load_items
-    from bench.scoring import humaneval
-
-    monkeypatch.setattr(humaneval, "LIMITS", FAST)
-    it = load_items("humaneval", DataSource("fixtures", "all"))[0]
-    sentinel = tmp_path / "sentinel"
-    sentinel.write_text("x")
-    hostile = {
-        "fork bomb": "<ANS>\nimport os\nwhile True:\n    os.fork()\n</ANS>",
-        "rm -rf": f"<ANS>\nimport shutil\nshutil.rmtree({str(tmp_path)!r})\n</ANS>",
-        "endless loop": "<ANS>\nwhile True:\n    pass\n</ANS>",
-        "memory hog": "<ANS>\nx = bytearray(8 * 1024 ** 3)\n</ANS>",
-        "network": "<ANS>\nimport urllib.request\nurllib.request.urlopen('http://example.com')\n</ANS>",
-    }
-    for label, answer in hostile.items():
-        for mode in ("paper", "strict"):
-            s = score(it, answer, mode)
-            assert not s.correct and s.reason, (label, mode)
-    assert sentinel.read_text() == "x"
+def test_a_host_without_unshare_is_probed_as_such():
+    """The real probe in a process whose PATH has no unshare: namespaces are missing, and it says why."""
+    code = ("from bench.scoring.sandbox import probe\n"
+            "host = probe()\nprint(host.namespaces, host.no_namespaces_because)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PATH": "/nonexistent"}, timeout=60)
+    assert done.stdout.strip() == "False no unshare command (util-linux)", done.stderr

@@ -1,18 +1,25 @@
-"""HumanEval scoring, in the sandbox. ``paper``: as the authors' script ran it: the answer with ``<ANS>``/``</ANS>``
-removed, then a newline and the item's ``test`` code, executed; ``check()`` is never called, so "passed" means
-"the answer and the test definitions run without an exception". ``strict``: real pass@1: prompt + completion
-(the ``<ANS>`` block or a fenced code block, else the answer) + test + ``check(entry_point)``."""
+"""HumanEval scoring, in the sandbox (`sandbox.py`, `execution.py`).
+
+``paper``: as the authors ran it with HF ``code_eval``: the answer with ``<ANS>``/``</ANS>`` removed, a newline and
+the item's ``test`` code, executed as one program under code_eval's reliability guard, installed packages
+importable; ``check()`` is never called, so "passed" means "the answer and the test definitions run without an
+exception". ``strict``: real pass@1: the prompt + the completion are defined in the sandbox and the dataset's
+``check(entry_point)`` runs in a separate trusted judge process that calls the candidate over a pipe.
+"""
 
 from __future__ import annotations
 
 import re
 
 from bench.records import Item, Score
-from bench.scoring.common import ans_content, invalid, precheck, verdict
-from bench.scoring.sandbox import Limits, run_python
+from bench.scoring.common import invalid, precheck, verdict
+from bench.scoring.execution import Outcome, run_check, run_program
+from bench.scoring.sandbox import Limits
 
 LIMITS = Limits()
+_BLOCK = re.compile(r"<ANS>(.*?)(?:</ANS>|$)", re.IGNORECASE | re.DOTALL)
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL)
+_TAG = re.compile(r"</?ANS>", re.IGNORECASE)
 
 
 def paper_program(item: Item, response: str) -> str:
@@ -20,32 +27,33 @@ def paper_program(item: Item, response: str) -> str:
 
 
 def completion(response: str) -> str:
-    """The code of an answer: its ``<ANS>`` block, inside it (or else) the first fenced block, else all of it."""
-    content = ans_content(response)
-    code = content if content is not None else response
+    """The code of an answer: its first ``<ANS>`` block (else all of it), the first fenced block inside that, with
+    any tag still left removed (a stray ``</ANS>`` with no opening tag, or one inside the fence), indentation kept."""
+    block = _BLOCK.search(response)
+    code = block.group(1) if block else response
     fenced = _FENCE.search(code)
-    return fenced.group(1) if fenced else code
+    code = fenced.group(1) if fenced else code
+    return _TAG.sub("", code).strip("\n")
 
 
 def strict_program(item: Item, response: str) -> str:
-    f = item.fields
-    return f"{f['prompt']}{completion(response)}\n\n{f['test']}\n\ncheck({f['entry_point']})\n"
+    """What runs in the sandbox: the prompt (signature, docstring, helpers) and the completion, no test code."""
+    return f"{item.fields['prompt']}{completion(response)}\n"
 
 
-def _run(program: str, how: str) -> Score:
-    result = run_python(program, LIMITS)
-    details = {"status": result.status, "duration_s": round(result.duration_s, 3),
-               "protections": list(result.protections)}
-    if result.status == "sandbox_error":
-        return invalid(result.reason, **details)
-    return verdict(result.passed, None, f"{how}: {result.reason}", **details)
+def _score(outcome: Outcome, how: str) -> Score:
+    details = {"status": outcome.status, "duration_s": round(outcome.duration_s, 3),
+               "sandbox": list(outcome.layers), **({"evidence": outcome.evidence} if outcome.evidence else {})}
+    if outcome.status == "error":
+        return invalid(outcome.reason, **details)
+    return verdict(outcome.passed, None, f"{how}: {outcome.reason}", **details)
 
 
 def paper(item: Item, response: str) -> Score:
     text, early = precheck(response)
     if early:
         return early
-    return _run(paper_program(item, text), "answer + test code (check not called)")
+    return _score(run_program(paper_program(item, text), LIMITS, guard=True), "answer + test code (check not called)")
 
 
 def strict(item: Item, response: str) -> Score:
@@ -54,4 +62,5 @@ def strict(item: Item, response: str) -> Score:
         return early
     if not completion(text).strip():
         return invalid("no code in the answer")
-    return _run(strict_program(item, text), "pass@1")
+    f = item.fields
+    return _score(run_check(strict_program(item, text), f["prompt"], f["test"], f["entry_point"], LIMITS), "pass@1")

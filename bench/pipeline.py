@@ -14,7 +14,7 @@ from bench.backends.base import Backend
 from bench.energy import describe_sessions
 from bench.identity import RunIdentity
 from bench.runner import RunOutcome, run
-from bench.score_run import ScoreSummary, score_run
+from bench.score_run import SANDBOXED, ScoreSummary, score_run
 from bench.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,10 @@ def identity_line(identity: RunIdentity | None) -> str:
 
 def pipeline(spec: Spec, out_dir: Path, *, progress: bool = True, key_path: Path | None = None,
              backend: Backend | None = None) -> PipelineOutcome:
+    if any(d.name in SANDBOXED for d in spec.datasets):
+        from bench.scoring.execution import require
+
+        require()  # answers that could not be scored here are hours wasted on a Pi: refuse before the run
     outcome = run(spec, out_dir, progress=progress, backend=backend)
     if outcome.interrupted:
         return PipelineOutcome(outcome, [], out_dir / "report", False)

@@ -318,7 +318,12 @@ def utc_now() -> str:
 def connect(path: Path, *, trace_sql: bool = False,
             steps: list[tuple[str, Migration]] = MIGRATIONS) -> sqlite3.Connection:
     """Open (creating if needed) and migrate a results DB (or, with other ``steps``, another of the toolkit's DBs).
-    Autocommit mode; writes go through `transaction`."""
+    Autocommit mode; writes go through `transaction`.
+
+    An existing results DB is checked read-only first (`connect_readonly`): a file that is not one of ours is
+    refused before anything, even the journal mode, is written to it."""
+    if steps is MIGRATIONS and Path(path).exists() and Path(path).stat().st_size:
+        connect_readonly(path, allow_fresh=True).close()
     db = sqlite3.connect(path, isolation_level=None, timeout=30)
     db.row_factory = sqlite3.Row
     if trace_sql:
@@ -327,16 +332,6 @@ def connect(path: Path, *, trace_sql: bool = False,
     db.execute("PRAGMA synchronous=FULL")  # an answer that was committed survives a power cut
     db.execute("PRAGMA foreign_keys=ON")
     migrate(db, steps)
-    return db
-
-
-def connect_readonly(path: Path | str) -> sqlite3.Connection:
-    """Open a results DB for reading only: reading a sealed folder must not change a byte of it (no migration,
-    no WAL switch). Missing file -> ResultsError."""
-    if not Path(path).is_file():
-        raise ResultsError(f"{path}: no results DB here; run `bench run` first")
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
     return db
 
 
@@ -351,13 +346,20 @@ def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("COMMIT")
 
 
+def _known_migrations(db: sqlite3.Connection, steps: list[tuple[str, Migration]] = MIGRATIONS,
+                      label: object = "database") -> set[str]:
+    """The migrations applied to ``db``; refuses a DB written by a newer toolkit (migrations we do not know)."""
+    applied = {row[0] for row in db.execute("SELECT name FROM _bench_migrations")}
+    unknown = applied - {name for name, _ in steps}
+    if unknown:
+        raise ResultsError(f"{label} has migrations this toolkit does not know ({', '.join(sorted(unknown))}); "
+                           f"it was written by a newer version than {__version__}")
+    return applied
+
+
 def migrate(db: sqlite3.Connection, steps: list[tuple[str, Migration]] = MIGRATIONS) -> None:
     db.execute("CREATE TABLE IF NOT EXISTS _bench_migrations (name TEXT PRIMARY KEY, applied_utc TEXT NOT NULL) STRICT")
-    applied = {row[0] for row in db.execute("SELECT name FROM _bench_migrations")}
-    known = {name for name, _ in steps}
-    if applied - known:
-        raise ResultsError(f"database has migrations this toolkit does not know ({', '.join(sorted(applied - known))}); "
-                           f"it was written by a newer version than {__version__}")
+    applied = _known_migrations(db, steps)
     for name, fn in steps:
         if name in applied:
             continue
@@ -365,6 +367,68 @@ def migrate(db: sqlite3.Connection, steps: list[tuple[str, Migration]] = MIGRATI
             fn(db)
             db.execute("INSERT INTO _bench_migrations VALUES (?, ?)", (name, utc_now()))
         log.info("applied migration %s", name)
+
+
+_OUR_TABLES = ("_bench_migrations", "runs", "answers", "scores")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def connect_readonly(path: Path | str, *, allow_fresh: bool = False) -> sqlite3.Connection:
+    """An existing results DB, read-only, after checking that it is one; ResultsError naming the file otherwise.
+
+    Nothing is written, not even a ``-shm`` file: without a live ``-wal`` beside it the file is opened immutable.
+    ``allow_fresh`` also accepts a DB that holds nothing yet (a first run killed before its first migration).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsError(f"{path}: no results DB here; run `bench run` first")
+    _check_header(path)
+    live_wal = path.with_name(path.name + "-wal").exists()
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro{'' if live_wal else '&immutable=1'}", uri=True)
+    db.row_factory = sqlite3.Row
+    try:
+        try:
+            tables = _tables(db)
+            damage = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise ResultsError(f"{path}: not a readable SQLite database ({exc})") from None
+        if damage != "ok":
+            raise ResultsError(f"{path}: damaged SQLite database ({damage[:120]})")
+        missing = [t for t in _OUR_TABLES if t not in tables]
+        if allow_fresh and tables <= {"_bench_migrations"} and not _applied(db, tables):
+            return db
+        if missing:
+            raise ResultsError(f"{path}: not a results DB of edge-llm-bench (no table {', '.join(missing)})")
+        _known_migrations(db, label=f"{path}:")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _applied(db: sqlite3.Connection, tables: set[str]) -> int:
+    return db.execute("SELECT count(*) FROM _bench_migrations").fetchone()[0] if "_bench_migrations" in tables else 0
+
+
+def _check_header(path: Path) -> None:
+    """The SQLite header: magic string, and a file at least as long as the page count it records."""
+    with path.open("rb") as fh:
+        header = fh.read(100)
+    if not header.startswith(_SQLITE_MAGIC):
+        raise ResultsError(f"{path}: not a SQLite database (results.db must be written by `bench run`)")
+    if len(header) < 100:
+        raise ResultsError(f"{path}: truncated SQLite database ({len(header)} bytes)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages_valid = header[92:96] == header[24:28]  # "version-valid-for" matches the change counter
+    pages = int.from_bytes(header[28:32], "big") if pages_valid else 0
+    if path.stat().st_size < pages * page_size:
+        raise ResultsError(f"{path}: truncated SQLite database ({path.stat().st_size} bytes, "
+                           f"header says {pages} pages of {page_size})")
 
 
 def finalize(path: Path) -> None:
@@ -405,9 +469,7 @@ def open_run(db: sqlite3.Connection, spec_name: str, spec_sha256: str, spec_toml
     """The folder's run, created on first use. Returns (run, resumed). A different spec hash is refused."""
     run = get_run(db)
     if run is not None:
-        if run.spec_sha256 != spec_sha256:
-            raise ResultsError(f"this result folder holds a run of spec {run.spec_name!r} (sha256 {run.spec_sha256[:12]}), "
-                               f"not {spec_name!r} (sha256 {spec_sha256[:12]}); choose another --out folder")
+        _refuse_other_spec(run, spec_name, spec_sha256)
         add_event(db, run.run_id, "resume")
         return run, True
     run = RunRow(run_id=uuid.uuid4().hex, spec_name=spec_name, spec_sha256=spec_sha256, spec_toml=spec_toml,
@@ -417,6 +479,25 @@ def open_run(db: sqlite3.Connection, spec_name: str, spec_sha256: str, spec_toml
                    ":created_utc)", run.__dict__)
         db.execute("INSERT INTO run_events (run_id, t_utc, kind) VALUES (?, ?, 'start')", (run.run_id, utc_now()))
     return run, False
+
+
+def _refuse_other_spec(run: RunRow, spec_name: str, spec_sha256: str) -> None:
+    if run.spec_sha256 != spec_sha256:
+        raise ResultsError(f"this result folder holds a run of spec {run.spec_name!r} (sha256 {run.spec_sha256[:12]}), "
+                           f"not {spec_name!r} (sha256 {spec_sha256[:12]}); choose another --out folder")
+
+
+def check_folder_for(path: Path, spec_name: str, spec_sha256: str) -> None:
+    """Before a run writes anything: refuse a DB that is not ours or that holds another spec's run."""
+    if not path.exists() or not path.stat().st_size:
+        return
+    db = connect_readonly(path, allow_fresh=True)
+    try:
+        run = get_run(db) if "runs" in _tables(db) else None
+    finally:
+        db.close()
+    if run is not None:
+        _refuse_other_spec(run, spec_name, spec_sha256)
 
 
 def add_event(db: sqlite3.Connection, run_id: str, kind: str, detail: str = "") -> None:
@@ -735,6 +816,8 @@ def answers_frame(db_path: Path | str, mode: str = "paper"):
     db = connect_readonly(db_path)
     try:
         frame = pd.read_sql_query(_frame_sql(db), db, params=(mode, mode))
+    except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+        raise ResultsError(f"{db_path}: cannot read its answers ({str(exc).rsplit(': ', 1)[-1][:120]})") from None
     finally:
         db.close()
     frame["correct"] = frame["correct"].astype("float64")

@@ -257,8 +257,9 @@ def write_spec_copy(spec: Spec, out_dir: Path) -> None:
 def run(spec: Spec, out_dir: Path, *, progress: bool = True, backend: Backend | None = None,
         max_answers: int | None = None) -> RunOutcome:
     """Run (or resume) the spec into ``out_dir``. ``max_answers`` stops early (tests, partial runs)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     tasks = load_tasks(spec)  # fails on a bad dataset before anything is written
+    results.check_folder_for(out_dir / "results.db", spec.name, spec.sha256)  # and on another spec's folder
+    out_dir.mkdir(parents=True, exist_ok=True)
     db = results.connect(out_dir / "results.db")
     try:
         run_row, resumed = results.open_run(db, spec.name, spec.sha256, spec.source_text)

@@ -1,8 +1,15 @@
-"""Scoring as its own stage: score (or re-score) a stored run in any mode without asking the model again."""
+"""Scoring as its own stage: score (or re-score) a stored run in any mode without asking the model again.
+
+Every check comes before the first write: the DB is opened read-only (is it ours, is its run whole, are its items
+unchanged), and if HumanEval answers are to be scored, the sandbox must be complete here (or explicitly waived).
+Only then is the DB opened for writing, and only if there is something to score.
+"""
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +19,8 @@ from bench.records import Item
 from bench.scoring import MODES, SCORING_VERSION, score
 
 log = logging.getLogger(__name__)
+
+SANDBOXED = ("humaneval",)  # datasets whose answers are executed
 
 
 @dataclass(frozen=True)
@@ -37,28 +46,37 @@ def stored_items(db) -> dict[tuple[str, str], Item]:
 def score_run(out_dir: Path, modes: tuple[str, ...] = MODES, *, rescore: bool = False,
               batch: int = 50) -> list[ScoreSummary]:
     db_path = out_dir / "results.db"
-    if not db_path.exists():
-        raise ResultsError(f"{db_path}: no results DB here; run `bench run` first")
-    db = results.connect(db_path)
-    try:
+    with closing(results.connect_readonly(db_path)) as db:
         items = stored_items(db)
-        summaries = []
-        for mode in modes:
-            stored_version = results.scoring_version(db, mode)
-            stale = stored_version not in (None, SCORING_VERSION)
-            if stale:
-                log.warning("%s scores came from scorer version %s; re-scoring all with %s", mode, stored_version,
-                            SCORING_VERSION)
-            rows = results.answers_to_score(db, mode, rescore=rescore or stale)
-            log.info("scoring %d answers in %s mode", len(rows), mode)
-            for start in range(0, len(rows), batch):
-                chunk = rows[start:start + batch]
-                results.record_scores(db, mode, [(r["id"], score(items[(r["dataset"], r["item_id"])], r["response"] or "",
-                                                                  mode)) for r in chunk], SCORING_VERSION)
-            by_ds = {r[0]: (r[1], r[2]) for r in db.execute(
-                "SELECT a.dataset, sum(s.correct), count(*) FROM scores s JOIN answers a ON a.id = s.answer_id "
-                "WHERE s.mode = ? GROUP BY a.dataset ORDER BY a.dataset", (mode,))}
-            summaries.append(ScoreSummary(mode, len(rows), by_ds))
-        return summaries
-    finally:
-        db.close()
+        todo = {mode: results.answers_to_score(db, mode, rescore=rescore or _stale(db, mode)) for mode in modes}
+    if any(row["dataset"] in SANDBOXED for rows in todo.values() for row in rows):
+        from bench.scoring.execution import require
+
+        require()  # refuses, in one line, before anything is written
+    if any(todo.values()):
+        with closing(results.connect(db_path)) as db:
+            for mode, rows in todo.items():
+                log.info("scoring %d answers in %s mode", len(rows), mode)
+                for start in range(0, len(rows), batch):
+                    chunk = rows[start:start + batch]
+                    results.record_scores(db, mode, [(r["id"], score(items[(r["dataset"], r["item_id"])],
+                                                                      r["response"] or "", mode)) for r in chunk],
+                                          SCORING_VERSION)
+    with closing(results.connect_readonly(db_path)) as db:
+        return [ScoreSummary(mode, len(todo[mode]), _correct_by_dataset(db, mode)) for mode in modes]
+
+
+def _stale(db: sqlite3.Connection, mode: str) -> bool:
+    """Scores of ``mode`` made by another scorer version: all of them are scored again."""
+    stored_version = results.scoring_version(db, mode)
+    if stored_version in (None, SCORING_VERSION):
+        return False
+    log.warning("%s scores came from scorer version %s; re-scoring all with %s", mode, stored_version,
+                SCORING_VERSION)
+    return True
+
+
+def _correct_by_dataset(db: sqlite3.Connection, mode: str) -> dict[str, tuple[int, int]]:
+    return {r[0]: (r[1], r[2]) for r in db.execute(
+        "SELECT a.dataset, sum(s.correct), count(*) FROM scores s JOIN answers a ON a.id = s.answer_id "
+        "WHERE s.mode = ? GROUP BY a.dataset ORDER BY a.dataset", (mode,))}

@@ -45,15 +45,28 @@ def run(spec_name: str, out: Path | None, max_answers: int | None, progress: boo
         raise click.exceptions.Exit(130)
 
 
+_unsafe = click.option("--unsafe-no-sandbox", is_flag=True,
+                       help="Run HumanEval answers even where the sandbox is incomplete (scores record what was missing).")
+
+
+def _allow_unconfined(unsafe: bool) -> None:
+    if unsafe:
+        from bench.scoring.execution import allow_unconfined
+
+        allow_unconfined()
+
+
 @cli.command()
 @click.argument("result_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--mode", type=click.Choice(["paper", "strict", "all"]), default="all", show_default=True)
 @click.option("--rescore", is_flag=True, help="Score again answers that already have a score in this mode.")
-def score(result_dir: Path, mode: str, rescore: bool) -> None:
+@_unsafe
+def score(result_dir: Path, mode: str, rescore: bool, unsafe_no_sandbox: bool) -> None:
     """Score a stored run (paper-faithful and/or strict rules) without asking the model again."""
     from bench.score_run import score_run
     from bench.scoring import MODES
 
+    _allow_unconfined(unsafe_no_sandbox)
     for s in score_run(result_dir, MODES if mode == "all" else (mode,), rescore=rescore):
         per_ds = ", ".join(f"{ds} {c}/{n}" for ds, (c, n) in s.correct_by_dataset.items())
         click.echo(f"{s.mode}: scored {s.scored} new; correct: {per_ds or 'none'}")
@@ -64,11 +77,13 @@ def score(result_dir: Path, mode: str, rescore: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="Result folder (default results/<spec name>).")
 @click.option("--key", type=click.Path(path_type=Path), help="Signing key (default: created on first use).")
 @click.option("--progress/--no-progress", default=True)
-def pipeline(spec_name: str, out: Path | None, key: Path | None, progress: bool) -> None:
+@_unsafe
+def pipeline(spec_name: str, out: Path | None, key: Path | None, progress: bool, unsafe_no_sandbox: bool) -> None:
     """Run (or resume), score, report and sign: every stage on one result folder."""
     from bench.pipeline import pipeline as run_pipeline
     from bench.spec import load_spec
 
+    _allow_unconfined(unsafe_no_sandbox)
     spec = load_spec(spec_name)
     done = run_pipeline(spec, out or default_out(spec.name), progress=progress, key_path=key)
     folder = done.run.out_dir

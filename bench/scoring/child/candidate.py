@@ -48,21 +48,9 @@ def _confine(cfg: dict) -> list[str]:
     return layers
 
 
-def _where(exc: BaseException) -> int | None:
-    """The program's line where ``exc`` was raised (a number, never text from the program)."""
-    if isinstance(exc, SyntaxError) and exc.filename == PROGRAM:
-        return exc.lineno
-    line, tb = None, exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == PROGRAM:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
 def _raised(exc: BaseException) -> dict:
     name = type(exc).__name__
-    return {"raised": name if getattr(builtins, name, None) is type(exc) else None, "line": _where(exc)}
+    return {"raised": name if getattr(builtins, name, None) is type(exc) else None, "line": channel.line_in(exc, PROGRAM)}
 
 
 def _guard() -> None:

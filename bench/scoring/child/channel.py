@@ -100,3 +100,15 @@ def raised_words(message: dict) -> str:
     line = message.get("line")
     where = f" at line {line}" if type(line) is int and 0 < line < MAX_LINE_NUMBER else ""
     return (cls.__name__ if cls else "an exception of its own class") + where
+
+
+def line_in(exc: BaseException, filename: str) -> int | None:
+    """The line of ``filename`` where ``exc`` was raised (the last such frame, or the SyntaxError's line)."""
+    if isinstance(exc, SyntaxError) and exc.filename == filename:
+        return exc.lineno
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

@@ -97,15 +97,6 @@ def _channel_failure(exc: channel.ChannelError, during: str) -> CandidateFailed:
     return CandidateFailed("failed", f"the candidate sent {exc.kind} ({during})")
 
 
-def _test_line(exc: BaseException) -> int | None:
-    line, tb = None, exc.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == TEST:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
-
-
 def _loaded(chan: channel.Channel, deadline: float) -> None:
     try:
         message = chan.receive(deadline)
@@ -142,11 +133,11 @@ def judge(task: dict, chan: channel.Channel) -> dict:
     except AssertionError as exc:
         call = getattr(exc, "bench_call", None)
         verdict.update(status="failed", reason=f"the candidate raised AssertionError (call {call})" if call else
-                       f"assertion at test line {_test_line(exc)} failed (after call {proxy.calls})")
+                       f"assertion at test line {channel.line_in(exc, TEST)} failed (after call {proxy.calls})")
     except Exception as exc:  # noqa: BLE001 - whatever the test raised is a failure of the candidate
         call = getattr(exc, "bench_call", None)
         verdict.update(status="failed", reason=f"the candidate raised {type(exc).__name__} (call {call})" if call
-                       else f"the test raised {type(exc).__name__} at test line {_test_line(exc)}")
+                       else f"the test raised {type(exc).__name__} at test line {channel.line_in(exc, TEST)}")
     else:
         if proxy.calls and ran:
             verdict.update(status="passed", reason=f"check() passed: {len(ran)} assertions over {proxy.calls} calls")

@@ -418,6 +418,8 @@ def _check_header(path: Path) -> None:
     """The SQLite header: magic string, and a file at least as long as the page count it records."""
     with path.open("rb") as fh:
         header = fh.read(100)
+    if not header:
+        raise ResultsError(f"{path}: empty file, not a SQLite database")
     if not header.startswith(_SQLITE_MAGIC):
         raise ResultsError(f"{path}: not a SQLite database (results.db must be written by `bench run`)")
     if len(header) < 100:

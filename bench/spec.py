@@ -159,6 +159,8 @@ def resolve(name_or_path: str) -> tuple[str, str]:
             return str(path), path.read_text("utf-8")
         except OSError as exc:
             raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"{path}: not UTF-8 text (byte {exc.start}); a spec is a UTF-8 TOML file") from None
     if name_or_path not in shipped_specs():
         raise SpecError(did_you_mean("spec", name_or_path, shipped_specs()) + " (or give a path to a .toml file)")
     text = resources.files("bench.catalog").joinpath("specs", f"{name_or_path}.toml").read_text("utf-8")

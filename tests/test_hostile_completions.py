@@ -30,17 +30,22 @@ TASK = "HumanEval/2"
 SECRET = "do-not-leak-7f3a9c"  # written into the fake secret files below
 
 
-def sandbox_processes() -> list[int]:
-    """Live processes whose uid is in the sandbox's range: left behind if any exists after a test."""
-    found = []
-    for name in os.listdir("/proc"):
-        try:
-            if name.isdigit() and UID_BASE <= os.stat(f"/proc/{name}").st_uid < UID_BASE + UID_SPAN:
-                if b") Z" not in Path(f"/proc/{name}/stat").read_bytes():
-                    found.append(int(name))
-        except OSError:
-            pass
-    return found
+def sandbox_processes(settle_s: float = 2.0) -> list[str]:
+    """Live processes whose uid is in the sandbox's range, after ``settle_s`` for any still being reaped."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        found = []
+        for name in os.listdir("/proc"):
+            try:
+                if name.isdigit() and UID_BASE <= os.stat(f"/proc/{name}").st_uid < UID_BASE + UID_SPAN:
+                    stat = Path(f"/proc/{name}/stat").read_text()
+                    if ") Z" not in stat:
+                        found.append(stat[:80])
+            except OSError:
+                pass
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +55,8 @@ def machine_untouched(monkeypatch):
     dirs = set(glob.glob(os.path.join(tempfile.gettempdir(), "bench-sandbox-*")))
     yield
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "bench-sandbox-*"))) <= dirs, "sandbox dirs left"
-    assert not sandbox_processes(), "sandbox processes left running"
+    left = sandbox_processes()
+    assert not left, f"sandbox processes left running: {left}"
 
 
 def strict(code: str, limits: Limits = FAST):
@@ -169,7 +175,7 @@ def test_memory_hog():
 def test_200_mb_of_output_and_of_file():
     strict(wrong("import sys\nsys.stdout.write('x' * (200 << 20))\nsys.stderr.write('y' * (200 << 20))"))
     result = strict("with open('/tmp/big', 'w') as fh:\n    for _ in range(200):\n        fh.write('z' * (1 << 20))")
-    assert "OSError" in result.reason  # ENOSPC: /tmp holds 16 MiB in all
+    assert "OSError" in result.reason or "PermissionError" in result.reason  # /tmp holds 16 MiB in all, or none
 
 
 def test_sleeping_forever():
@@ -202,9 +208,9 @@ def test_writes_outside_the_temp_dir(tmp_path):
         strict(attack)
         assert not run_program(attack, FAST).passed, attack
     assert (precious / "data.txt").read_text() == "keep me"
-    # /tmp inside is the sandbox's own tmpfs: writing there works and leaves nothing in the host's /tmp.
+    # /tmp inside is the sandbox's own tmpfs (with Landlock alone, nothing is writable): the host's is untouched.
     outside = Path(tempfile.gettempdir()) / f"bench-hostile-{os.getpid()}"
-    assert run_program(f"open({str(outside)!r}, 'w').write('scratch')", FAST).passed
+    assert run_program(f"open({str(outside)!r}, 'w').write('scratch')", FAST).passed == require().namespaces
     assert not outside.exists()
 
 

@@ -384,13 +384,14 @@ def test_cli_keygen_sign_verify(tmp_path, key_path):
     (folder / "meter" / "daemon.json").unlink()
     done = runner.invoke(cli, ["verify", str(folder), "--no-numbers"])
     assert done.exit_code != 0
-    problems = [line for line in done.stderr.splitlines() if not line.startswith("note:")]
+    problems = [line for line in done.stdout.splitlines() if not line.startswith("note:")]
     assert "meter/daemon.json: missing (listed in SHA256SUMS)" in problems
     assert "spec.toml: content changed (sha256 differs from SHA256SUMS)" in problems
 
 
 def test_cli_exit_status_through_main(sealed, key_path):
-    """The real entry point: exit 0 when intact; non-zero and one line per problem naming the file otherwise."""
+    """The real entry point: exit 0 when intact; otherwise non-zero, one line per problem naming the file on stdout
+    and one error line on stderr."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     cmd = [sys.executable, "-m", "bench", "verify", str(sealed), "--no-numbers"]
     ok = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -398,4 +399,5 @@ def test_cli_exit_status_through_main(sealed, key_path):
     (sealed / "results.db").write_bytes(b"")
     bad = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert bad.returncode != 0
-    assert "results.db: content changed (sha256 differs from SHA256SUMS)" in bad.stderr.splitlines()
+    assert "results.db: content changed (sha256 differs from SHA256SUMS)" in bad.stdout.splitlines()
+    assert len(bad.stderr.splitlines()) == 1 and bad.stderr.startswith("error: verify failed")

@@ -40,8 +40,10 @@ def verify_cmd(names: tuple[str, ...], directory: str | None) -> None:
     report = verify(directory, names or None)
     for name, line in report.items():
         click.echo(f"{name:14} {line}")
-    if any(line.startswith("FAILED") for line in report.values()):
-        raise click.ClickException("the cache does not match the paper's selection")
+    failed = [f"{name}: {line.removeprefix('FAILED: ')}" for name, line in report.items() if line.startswith("FAILED")]
+    if failed:
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise click.ClickException(f"the cache does not match the paper's selection: {failed[0]}{more}")
 
 
 @data_group.command("show")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from bench.cli import cli
+from bench.errors import ResultsError
 
 
 @cli.command("report")
@@ -38,8 +39,12 @@ def report_cmd(result_dir: Path | None, authors_file: Path | None, out_dir: Path
 
         if out_dir is None:
             raise click.UsageError("--from-authors needs --out DIR")
-        frame = load_authors_frame(authors_file)
-        cells = None if from_points else load_authors_cells(authors_file)
+        try:
+            frame = load_authors_frame(authors_file)
+            cells = None if from_points else load_authors_cells(authors_file)
+        except (ValueError, KeyError, TypeError) as exc:  # JSON errors are ValueErrors
+            raise ResultsError(f"{authors_file}: not the authors' edge-llm-site-data.json "
+                               f"({type(exc).__name__}: {str(exc)[:120]})") from None
         run_info = {"name": "authors' data (Husom et al. 2025)", "source": str(authors_file),
                     "tables_from": "per-answer points" if from_points else "per-(model, dataset) agg",
                     "score_mode": "paper", **run_info}

@@ -71,7 +71,7 @@ def read_records(path: Path, field: str | None = None) -> list[dict[str, Any]]:
     import datasets  # lazy: 1-2 s import
 
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its ERROR lines would precede our one-line message
     kwargs: dict[str, Any] = {"data_files": str(path), "split": "train"}
     if field is not None:
         kwargs["field"] = field

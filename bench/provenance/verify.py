@@ -146,6 +146,8 @@ def _check_signature(
             signers_text = signers_path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ProvenanceError(f"{trusted}: cannot read trusted signers file ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ProvenanceError(f"{trusted}: not an allowed_signers file (not UTF-8 text)") from None
     else:
         signers_path, shown = root / SIGNERS_NAME, SIGNERS_NAME
         try:

@@ -36,6 +36,7 @@ class Outcome:
     duration_s: float
     layers: tuple[str, ...] = ()
     evidence: dict = field(default_factory=dict)
+    missing: tuple[str, ...] = ()  # properties not enforced (only ever non-empty under --unsafe-no-sandbox)
 
     @property
     def passed(self) -> bool:
@@ -65,11 +66,11 @@ def run_program(source: str, limits: Limits = Limits(), *, guard: bool = False,
             status = "timeout" if exc.kind == "timeout" else "failed"
             reason = f"time limit {limits.timeout_s:g} s exceeded" if exc.kind == "timeout" else \
                 f"the program's process ended ({exc.kind})" if exc.kind == "closed" else f"the program sent {exc.kind}"
-            return Outcome(status, reason, time.monotonic() - start, layers)
+            return Outcome(status, reason, time.monotonic() - start, layers, missing=tuple(host.missing()))
     took = time.monotonic() - start
     if message.get("done") is True:
-        return Outcome("passed", "ran to the end without an exception", took, layers)
-    return Outcome("failed", f"raised {raised_words(message)}", took, layers)
+        return Outcome("passed", "ran to the end without an exception", took, layers, missing=tuple(host.missing()))
+    return Outcome("failed", f"raised {raised_words(message)}", took, layers, missing=tuple(host.missing()))
 
 
 def run_check(program: str, prompt: str, test: str, entry_point: str, limits: Limits = Limits()) -> Outcome:
@@ -101,7 +102,7 @@ def run_check(program: str, prompt: str, test: str, entry_point: str, limits: Li
     if verdict["status"] == "error":
         log.warning("sandbox error: %s", verdict["reason"])
     return Outcome(verdict["status"], verdict["reason"], time.monotonic() - start, tuple(verdict["layers"]),
-                   verdict.get("evidence", {}))
+                   verdict.get("evidence", {}), tuple(host.missing()))
 
 
 def _text(source: str) -> str:
@@ -122,8 +123,9 @@ def allow_unconfined(allowed: bool = True) -> None:
 def confinement() -> tuple[Confinement, str]:
     """This host's confinement and, if running a trivial program through it failed, why (once per process)."""
     host = probe()
-    trial = run_program("pass", Limits(timeout_s=10.0), host=host)
-    return host, "" if trial.passed else trial.reason
+    # Imports a few modules the harness has not loaded: the standard library must be readable from inside.
+    trial = run_program("import decimal, typing, unittest", Limits(timeout_s=10.0), guard=True, host=host)
+    return host, "" if trial.passed else f"a trial program failed ({trial.reason})"
 
 
 def require() -> Confinement:

@@ -42,8 +42,9 @@ def strict_program(item: Item, response: str) -> str:
 
 
 def _score(outcome: Outcome, how: str) -> Score:
-    details = {"status": outcome.status, "duration_s": round(outcome.duration_s, 3),
-               "sandbox": list(outcome.layers), **({"evidence": outcome.evidence} if outcome.evidence else {})}
+    details = {"status": outcome.status, "duration_s": round(outcome.duration_s, 3), "sandbox": list(outcome.layers),
+               **({"evidence": outcome.evidence} if outcome.evidence else {}),
+               **({"sandbox_missing": list(outcome.missing)} if outcome.missing else {})}
     if outcome.status == "error":
         return invalid(outcome.reason, **details)
     return verdict(outcome.passed, None, f"{how}: {outcome.reason}", **details)

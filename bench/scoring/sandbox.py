@@ -7,7 +7,7 @@ Scoring needs five properties, and `confinement()` says how this host provides e
 | a uid of its own | as root: an unused uid/gid per program, no groups; otherwise a user namespace mapping to the caller, every capability dropped |
 | reads limited to the interpreter, its packages and the system libraries | a mount namespace whose root holds only those, read-only (no home, no /etc, no /proc, no keys); also Landlock read rules where the kernel has them |
 | a total-bytes limit on writes | ``/tmp`` in that root is a tmpfs of `Limits.tmp_kb`, the only writable place; with Landlock only: no writes at all |
-| no network | a network namespace (only a down loopback); else a host whose only interface is loopback |
+| no network | seccomp: no socket but Unix ones (always); and a network namespace with only a down loopback |
 | nothing left behind | a pid namespace (everything dies with its first process); with a uid of its own: every process of that uid killed |
 
 rlimits (address space, CPU seconds, file size, one task for the uid, no core dumps) apply everywhere. The program
@@ -25,7 +25,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -69,7 +68,7 @@ class Confinement:
     namespaces: bool  # unshare gives mount, network, pid, ipc and uts namespaces
     as_root: bool
     landlock_abi: int
-    loopback_only: bool
+    seccomp: bool  # the kernel has seccomp filters (the sandbox refuses to run without them)
     unshare_path: str = "unshare"
     no_namespaces_because: str = ""
 
@@ -85,7 +84,7 @@ class Confinement:
             "own uid": "an unused uid" if self.as_root else ("user namespace, no capabilities" if ns else None),
             "read limits": "own filesystem root" + (" + Landlock" if ll else "") if ns else ("Landlock" if ll else None),
             "write limits": "tmpfs /tmp" if ns else ("Landlock: no writes" if ll else None),
-            "network isolation": "network namespace" if ns else ("loopback only" if self.loopback_only else None),
+            "network isolation": ("network namespace + " if ns else "") + "seccomp" if self.seccomp else None,
             "cleanup": "pid namespace" if ns else ("kill by uid" if self.as_root else None),
         }
 
@@ -97,7 +96,7 @@ def probe() -> Confinement:
     """Check the host's mechanisms (cheap; `confinement` also runs a program through the sandbox once)."""
     as_root = os.geteuid() == 0
     unshare = shutil.which("unshare")
-    trial = Confinement(True, as_root, 0, False, unshare or "unshare")
+    trial = Confinement(True, as_root, 0, True, unshare or "unshare")
     why = ""
     if unshare is None:
         why = "no unshare command (util-linux)"
@@ -107,8 +106,9 @@ def probe() -> Confinement:
             why = "" if done.returncode == 0 else (done.stderr.strip().splitlines() or ["unshare failed"])[-1][:200]
         except (OSError, subprocess.TimeoutExpired) as exc:
             why = f"unshare failed: {exc}"
-    names = {name for _, name in socket.if_nameindex()}
-    return Confinement(not why, as_root, abi_version(), names <= {"lo"}, unshare or "unshare", why)
+    with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+        seccomp = any(line.startswith("Seccomp:") for line in fh)
+    return Confinement(not why, as_root, abi_version(), seccomp, unshare or "unshare", why)
 
 
 def read_paths() -> list[str]:
@@ -149,7 +149,8 @@ class Sandbox:
         host = self.host
         config = {**self.config, "root": self.dir if host.namespaces else None, "read": read_paths(),
                   "devices": list(DEVICES), "site": site_paths(), "uid": self.uid,
-                  "drop": host.as_root or host.namespaces, "landlock": host.landlock_abi > 0, "seccomp": True,
+                  "drop": host.as_root or host.namespaces, "landlock": host.landlock_abi > 0,
+                  "seccomp": host.seccomp,
                   "limits": self.limits.for_child()}
         config_path = os.path.join(self.dir, "config.json")
         fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

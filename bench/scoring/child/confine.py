@@ -85,15 +85,21 @@ def build_root(root: str, read: list[str], devices: list[str], tmp_bytes: int, u
     os.makedirs(root + "/tmp", exist_ok=True)
     _mount(libc, "tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
            f"size={tmp_bytes},nr_inodes=1024,mode=0700,uid={uid},gid={gid}")
-    os.chdir(root)
-    syscall = _PIVOT_ROOT.get(platform.machine())
-    if syscall is None:
-        raise OSError(f"pivot_root: unknown syscall number on {platform.machine()}")
-    _check(libc.syscall(syscall, b".", b"."), "pivot_root")
-    _check(libc.umount2(b".", MNT_DETACH), "detach the old root")
-    os.chdir("/")
+    _enter(libc, root)
     _mount(libc, None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chdir("/tmp")
+
+
+def _enter(libc, root: str) -> None:
+    """Make ``root`` this process's ``/``: pivot_root and detach the old root; where pivot_root is refused (Docker's
+    default seccomp profile lacks it), chroot: with no capability left afterwards, and no /proc, there is no way back."""
+    os.chdir(root)
+    syscall = _PIVOT_ROOT.get(platform.machine())
+    if syscall is not None and libc.syscall(syscall, b".", b".") == 0:
+        _check(libc.umount2(b".", MNT_DETACH), "detach the old root")
+    else:
+        os.chroot(".")
+    os.chdir("/")
 
 
 def drop_privileges(uid: int | None) -> str:

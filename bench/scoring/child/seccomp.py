@@ -1,10 +1,12 @@
-"""A seccomp filter for the sandbox: no new namespaces, no mounts, no tracing, no bpf, no io_uring, no memfd.
+"""A seccomp filter for the sandbox: no sockets but Unix ones, no new namespaces, no mounts, no tracing, no bpf,
+no io_uring, no memfd.
 
-Without Landlock (the stock Raspberry Pi OS kernel has none) a program could otherwise create a user namespace,
-become root in it and mount a tmpfs of its own, escaping the size of /tmp; the other calls are kernel surface a
-HumanEval answer never needs. Denied calls fail with EPERM; ``clone3`` with ENOSYS so the C library falls back to
-``clone``, whose flags the filter can see. Syscall numbers from the kernel's tables (x86_64 syscall_64.tbl,
-asm-generic unistd.h for arm64).
+No IP (or vsock, netlink, packet) socket means no network even where no network namespace can be made (a
+container without CAP_SYS_ADMIN). Without Landlock (the stock Raspberry Pi OS kernel has none) a program could
+otherwise create a user namespace, become root in it and mount a tmpfs of its own, escaping the size of /tmp; the
+other calls are kernel surface a HumanEval answer never needs. Denied calls fail with EPERM; ``clone3`` with ENOSYS
+so the C library falls back to ``clone``, whose flags the filter can see. Syscall numbers from the kernel's tables
+(x86_64 syscall_64.tbl, asm-generic unistd.h for arm64).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ _DENIED = {  # name: (x86_64, aarch64)
     "fsconfig": (431, 431), "fsmount": (432, 432), "fspick": (433, 433), "mount_setattr": (442, 442),
     "memfd_create": (319, 279), "memfd_secret": (447, 447),  # memory-backed files would escape the tmpfs's size
 }
-_CLONE, _CLONE3 = (56, 220), (435, 435)
+_CLONE, _CLONE3, _SOCKET = (56, 220), (435, 435), (41, 198)
+_AF_UNIX = 1
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
 _NEW_NAMESPACE = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 | 0x40000000 | 0x80
 _X32_BIT = 0x40000000
@@ -45,9 +48,11 @@ def program(machine: str) -> list[tuple[int, int, int, int]]:
     if machine == "x86_64":
         code.append((_JGE, "deny", 0, _X32_BIT))
     code += [(_JEQ, "deny", 0, numbers[arch]) for numbers in _DENIED.values()]
-    code += [(_JEQ, "nosys", 0, _CLONE3[arch]), (_JEQ, 0, "allow", _CLONE[arch]),
+    code += [(_JEQ, "nosys", 0, _CLONE3[arch]), (_JEQ, "socket", 0, _SOCKET[arch]), (_JEQ, 0, "allow", _CLONE[arch]),
              (_LD_W_ABS, 0, 0, 16), (_JSET, "deny", "allow", _NEW_NAMESPACE)]
-    labels = {"allow": len(code), "deny": len(code) + 1, "nosys": len(code) + 2}
+    labels = {"socket": len(code)}
+    code += [(_LD_W_ABS, 0, 0, 16), (_JEQ, "allow", "deny", _AF_UNIX)]  # socket(domain, ...): Unix only
+    labels.update(allow=len(code), deny=len(code) + 1, nosys=len(code) + 2)
     code += [(_RET, 0, 0, _ALLOW), (_RET, 0, 0, _EPERM), (_RET, 0, 0, _ENOSYS)]
     return [(op, _jump(jt, labels, i), _jump(jf, labels, i), k) for i, (op, jt, jf, k) in enumerate(code)]
 
@@ -66,4 +71,4 @@ def install() -> str:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECCOMP) failed")
-    return "seccomp: no namespaces, mounts, tracing, bpf, io_uring or memfd"
+    return "seccomp: Unix sockets only; no namespaces, mounts, tracing, bpf, io_uring or memfd"

@@ -27,9 +27,11 @@ export BENCH_VERSION GIT_COMMIT BUILD_DATE BENCH_IMAGE BENCH_RESULTS_DIR BENCH_K
 
 # bench inside the runner container, and the result folder as the container sees it (/results is the bind mount).
 CBENCH = $(COMPOSE) run --rm bench
+# bench score in the scoring container: the HumanEval sandbox needs root and CAP_SYS_ADMIN there, no network.
+CSCORE = $(COMPOSE) run --rm score
 C_OUT = /results/$(notdir $(OUT))
 
-.PHONY: image pull-models reproduce run-paper score-paper sign-paper report verify image-test \
+.PHONY: image pull-models reproduce sandbox-check run-paper score-paper sign-paper report verify image-test \
 	lint-container container-dirs
 
 container-dirs:
@@ -46,17 +48,21 @@ run-paper: container-dirs
 	$(COMPOSE) up -d --wait ollama
 	$(CBENCH) run --spec $(SPEC) --out $(C_OUT)
 
+sandbox-check:  ## Can the scoring container confine HumanEval answers here? (bench sandbox; before a days-long run)
+	$(CSCORE) sandbox
+
 score-paper:
-	$(CBENCH) score $(C_OUT)
+	$(CSCORE) score $(C_OUT)
 
 sign-paper: container-dirs
 	$(CBENCH) sign $(C_OUT)
 
 # Each step is idempotent and `bench run` resumes where it stopped, so re-running `make reproduce` after an
 # interruption (power cut, Ctrl-C) continues the same result folder. The order is fixed, even under make -j.
-reproduce:  ## On a Pi 4: image, models, idle baseline + run, scoring, report, signing (resumable).
+reproduce:  ## On a Pi 4: image, sandbox check, models, idle baseline + run, scoring, report, signing (resumable).
 	@test -S "$(BENCH_METER_SOCKET)" || { echo "no meter socket at $(BENCH_METER_SOCKET): make meter-install (docs/pi.md)"; exit 1; }
 	$(MAKE) --no-print-directory image
+	$(MAKE) --no-print-directory sandbox-check
 	$(MAKE) --no-print-directory pull-models
 	$(MAKE) --no-print-directory run-paper
 	$(MAKE) --no-print-directory score-paper

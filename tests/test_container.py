@@ -89,6 +89,19 @@ def test_compose_wiring() -> None:
     assert ollama["environment"]["OLLAMA_NOPRUNE"] == "1"  # no blob of a matching copy is ever deleted
 
 
+def test_compose_score_service_can_sandbox_and_reach_nothing() -> None:
+    """The scoring container: root and CAP_SYS_ADMIN for the HumanEval sandbox (docs/scoring.md), and in exchange
+    no network, no meter socket and no signing key; make reproduce checks the sandbox before the run."""
+    yaml = pytest.importorskip("yaml")
+    score = yaml.safe_load(COMPOSE.read_text())["services"]["score"]
+    assert score["user"] == "0:0" and score["cap_add"] == ["SYS_ADMIN"] and score["network_mode"] == "none"
+    assert [v["target"] for v in score["volumes"]] == ["/results"]
+    make = (REPO / "mk" / "container.mk").read_text()
+    steps = re.findall(r"\$\(MAKE\) --no-print-directory (\S+)", make.split("reproduce:", 1)[1].split("\n\n")[0])
+    assert steps.index("sandbox-check") < steps.index("run-paper") < steps.index("score-paper")
+    assert re.search(r"^score-paper:\n\t\$\(CSCORE\) score", make, re.M)
+
+
 def test_hadolint() -> None:
     tool = _tool("hadolint")
     if not tool:

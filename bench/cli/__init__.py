@@ -30,7 +30,7 @@ def cli(verbose: int) -> None:
 
 def _register() -> None:
     # Explicit imports, no scanning: each module adds its commands to `cli`.
-    from bench.cli import data, fleet, meter, models, nightly, provenance, report, run  # noqa: F401
+    from bench.cli import data, fleet, meter, models, nightly, provenance, report, run, sandbox  # noqa: F401
 
 
 def one_line(text: str) -> str:

@@ -281,7 +281,11 @@ def _check_identity(db_path: Path, predicate: dict[str, Any], acc: _Acc) -> None
 
     from bench.results import connect_readonly, run_identity
 
-    db = connect_readonly(db_path)
+    try:
+        db = connect_readonly(db_path)
+    except BenchError as exc:  # not one of our DBs: name the problem instead of stopping the whole check
+        acc.add(DB_NAME, str(exc).removeprefix(f"{db_path}: "))
+        return
     try:
         stored = run_identity(db)
     except sqlite3.Error as exc:

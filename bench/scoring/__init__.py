@@ -16,7 +16,7 @@ from bench.scoring import bigbenchhard, commonsenseqa, gsm8k, humaneval, truthfu
 log = logging.getLogger(__name__)
 
 MODES = ("paper", "strict")
-SCORING_VERSION = "1"
+SCORING_VERSION = "2"  # 2: HumanEval judged over plain data in a separate process; stray </ANS> removed
 
 Scorer = Callable[[Item, str], Score]
 SCORERS: dict[tuple[str, str], Scorer] = {

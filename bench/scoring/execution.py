@@ -52,8 +52,9 @@ def run_program(source: str, limits: Limits = Limits(), *, guard: bool = False,
     """
     host = host or require()
     start = time.monotonic()
-    with Sandbox(host, {"mode": "run", "program": _text(source), "entry_point": None, "guard": guard},
-                 limits) as box:
+    config = {"mode": "run", "program": _text(source), "entry_point": None, "guard": guard,
+              "preload": code_eval_modules() if guard else []}
+    with Sandbox(host, config, limits) as box:
         chan = Channel(box.reply_fd, box.request_fd)
         try:
             layers = tuple(first_message(chan, limits.startup_s))
@@ -103,6 +104,24 @@ def run_check(program: str, prompt: str, test: str, entry_point: str, limits: Li
         log.warning("sandbox error: %s", verdict["reason"])
     return Outcome(verdict["status"], verdict["reason"], time.monotonic() - start, tuple(verdict["layers"]),
                    verdict.get("evidence", {}), tuple(host.missing()))
+
+
+@lru_cache(maxsize=1)
+def code_eval_modules() -> tuple[str, ...]:
+    """The top-level modules loaded in the process code_eval forks its programs from: those of ``import evaluate``
+    (the authors' script imported it before scoring), found once by importing it in a fresh interpreter."""
+    probe_code = ("import json, sys\nbefore = set(sys.modules)\nimport evaluate\n"
+                  "print(json.dumps(sorted({m.split('.')[0] for m in set(sys.modules) - before})))")
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", probe_code], capture_output=True, text=True, timeout=120,
+                              env=ENV)
+        if done.returncode == 0:
+            return tuple(json.loads(done.stdout))
+        log.warning("cannot import evaluate (%s): paper-mode programs import their packages under the guard",
+                    done.stderr.strip().splitlines()[-1:] or "exit %d" % done.returncode)
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        log.warning("cannot list the modules code_eval preloads (%s)", exc)
+    return ()
 
 
 def _text(source: str) -> str:

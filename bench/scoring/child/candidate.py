@@ -9,7 +9,9 @@ Modes: ``serve`` (strict) defines the program, then answers ``{"call", "args", "
 HF ``code_eval`` did, with its reliability guard, and reports ``{"done"}`` or ``{"raised"}``.
 """
 
+import ast
 import builtins
+import importlib
 import json
 import os
 import sys
@@ -102,8 +104,30 @@ def _serve(cfg: dict, chan: channel.Channel) -> None:
         chan.send(reply)
 
 
+def _preload(program: str, modules: list[str]) -> None:
+    """Import first those of the program's imports that code_eval's process already held: it was forked from the
+    authors' script after ``import evaluate``, so numpy, pandas and the rest were loaded before the guard (numpy's
+    own import calls os.putenv, which the guard disables)."""
+    try:
+        tree = ast.parse(program)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return
+    wanted = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            wanted.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            wanted.add(node.module.split(".")[0])
+    for name in sorted(wanted.intersection(modules)):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - it fails again, as the program's own import, where it did there
+            pass
+
+
 def _run(cfg: dict, chan: channel.Channel) -> None:
     if cfg["guard"]:
+        _preload(cfg["program"], cfg["preload"])
         _guard()
     try:
         exec(compile(cfg["program"], PROGRAM, "exec"), {})

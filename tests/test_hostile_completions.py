@@ -225,7 +225,7 @@ def test_escape_attempts():
     libc = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
     for attack in ("assert libc.unshare(0x10000000 | 0x00020000) == 0, 'unshare'",
                    "assert libc.syscall(319 if os.uname().machine == 'x86_64' else 279, b'x', 0) >= 0, 'memfd'",
-                   "os.setuid(0)",
+                   "os.setuid(0)\nos.mknod('/tmp/null', 0o20666, os.makedev(1, 3))",  # root again, or its powers
                    "os.chroot('/tmp')",
                    "assert libc.ptrace(16, 1, 0, 0) == 0, 'ptrace attach'",
                    "os.kill(-1, 9)"):
@@ -243,7 +243,14 @@ def test_network():
     udp.bind(("127.0.0.1", 0))
     udp.settimeout(0.2)
     accepted = []
-    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+
+    def accept() -> None:
+        try:
+            accepted.append(server.accept())
+        except OSError:  # the timeout: nobody came, as it should be
+            pass
+
+    threading.Thread(target=accept, daemon=True).start()
     port, udp_port = server.getsockname()[1], udp.getsockname()[1]
     try:
         for attack in (f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=0.5)",

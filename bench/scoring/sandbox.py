@@ -191,9 +191,12 @@ class Sandbox:
             if fd >= 0:
                 os.close(fd)
         if self.proc is not None:
-            # The program's processes first, so `unshare` reaps its child and exits; then the group, whatever is left.
+            # The program's processes first, so that `unshare` reaps its child and exits (no zombie is left to an
+            # init that may never reap it, as in a container); then the group, whatever is left of it.
             if self.uid is not None:
                 _kill_uid(self.uid)
+            else:
+                _kill_children(self.proc.pid)  # the pid namespace's first process: the rest die with it
             _kill_group(self.proc.pid)
             self.proc.wait()
             if self.uid is None:
@@ -209,23 +212,34 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def processes_of(uid: int) -> list[int]:
-    """Pids of every live process running as ``uid`` (the owner of ``/proc/<pid>`` is the process's uid)."""
+def _live_processes() -> list[tuple[int, int, int, int]]:
+    """(pid, uid, ppid, pgrp) of every process that has not exited (zombies hold nothing but their pid)."""
     found = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
-                if os.stat(f"/proc/{name}").st_uid == uid and not _zombie(name):
-                    found.append(int(name))
-            except OSError:
-                pass
+                uid = os.stat(f"/proc/{name}").st_uid
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    state, ppid, pgrp = fh.read().rsplit(b")", 1)[1].split()[:3]
+            except (OSError, ValueError):
+                continue
+            if state != b"Z":
+                found.append((int(name), uid, int(ppid), int(pgrp)))
     return found
 
 
-def _zombie(pid: str) -> bool:
-    """Exited, waiting for its parent to reap it: it holds nothing but its pid."""
-    with open(f"/proc/{pid}/stat", "rb") as fh:
-        return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+def processes_of(uid: int) -> list[int]:
+    """Pids of every live process running as ``uid``."""
+    return [pid for pid, owner, _, _ in _live_processes() if owner == uid]
+
+
+def _kill_children(parent: int) -> None:
+    for pid, _, ppid, _ in _live_processes():
+        if ppid == parent:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _kill_uid(uid: int, deadline_s: float = 5.0) -> None:
@@ -247,9 +261,7 @@ def _kill_uid(uid: int, deadline_s: float = 5.0) -> None:
 def _await_group_gone(pgid: int, deadline_s: float = 5.0) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not any(group == pgid for _, _, _, group in _live_processes()):
             return
         _kill_group(pgid)
         time.sleep(0.005)

@@ -78,7 +78,8 @@ def build_run_report(out_dir: Path, mode: str = "paper", *, report_root: Path | 
     info = {**loaded.run_info, **report_run_info(run_facts(out_dir)), "protocol": run_protocol(out_dir),
             **(extra_info or {})}
     paths = build_report(loaded.frame, report_root or out_dir, run_info=info, traces=loaded.traces,
-                         published=published, plots=plots, device_data=load_devices(out_dir / "results.db"))
+                         published=published, plots=plots, device_data=load_devices(out_dir / "results.db"),
+                         review_inputs=loaded.review)
     return paths.report_dir
 
 

@@ -304,6 +304,30 @@ def m007_answer_device(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m008_completion_windows(db: sqlite3.Connection) -> None:
+    """The window the paper integrated, ``[last byte, last byte + total_duration]`` (Ollama's ``created_at`` is the
+    completion time), metered beside the answer's own window so every run measures what that choice changes. Its
+    columns mean what ``energy_windows``' do (``bench.energy.StoredWindow``)."""
+    _run_ddl(
+        db,
+        """
+        CREATE TABLE completion_windows (
+            answer_id INTEGER PRIMARY KEY REFERENCES answers(id),
+            start_ns INTEGER NOT NULL,
+            end_ns INTEGER NOT NULL,
+            energy_raw_j REAL,
+            energy_j REAL,
+            mean_w REAL,
+            n_samples INTEGER NOT NULL,
+            coverage REAL NOT NULL CHECK (coverage BETWEEN 0 AND 1),
+            bound_j REAL,
+            reason TEXT NOT NULL DEFAULT ''
+        ) STRICT;
+        """
+    )
+
+
 def _run_ddl(db: sqlite3.Connection, script: str) -> None:
     """Statement by statement: `executescript` would COMMIT first and break the migration's transaction."""
     for statement in script.split(";"):
@@ -690,6 +714,23 @@ def record_answer(db: sqlite3.Connection, rec: AnswerRecord) -> int:
     return answer_id
 
 
+def completion_window(answer_id: int, c: Completion | None) -> tuple[int, int, int] | None:
+    """(answer id, start, end) of the paper's window for an answer: from its last byte for ``total_duration``."""
+    if c is None or not c.total_duration_ns:
+        return None
+    return answer_id, c.t_last_token_ns, c.t_last_token_ns + c.total_duration_ns
+
+
+def record_completion_window(db: sqlite3.Connection, answer_id: int, reading: EnergyReading, idle_w: float,
+                             unc: MeterUncertainty | None = None) -> None:
+    """Store an answer's completion-stamped window, with the meaning of an energy window (``store_window``)."""
+    w = store_window(reading, idle_w, unc or MeterUncertainty())
+    with transaction(db):
+        db.execute("INSERT OR REPLACE INTO completion_windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (answer_id, w.start_ns, w.end_ns, w.energy_raw_j, w.energy_j, w.mean_w, w.n_samples, w.coverage,
+                    w.bound_j, w.reason))
+
+
 def answers_to_score(db: sqlite3.Connection, mode: str, *, rescore: bool = False) -> list[sqlite3.Row]:
     """Answers that have a response and no score in this mode (all of them with ``rescore``)."""
     sql = ("SELECT a.id, a.dataset, a.item_id, a.response FROM answers a WHERE a.status = 'ok'"
@@ -750,7 +791,7 @@ def traces(db: sqlite3.Connection, limit: int = 1) -> list[dict[str, Any]]:
 
 FRAME_SQL = """
 SELECT r.run_id, a.model, {identity}, a.dataset, a.item_id, a.status, a.reason,
-       s.correct AS correct, ? AS score_mode,
+       s.correct AS correct, ? AS score_mode, sp.correct AS correct_paper, ss.correct AS correct_strict,
        w.energy_j, w.energy_raw_j, a.idle_w, w.mean_w, w.coverage, w.n_samples,
        w.bound_j AS energy_bound_j, w.reason AS energy_reason,
        w.clock_bound_ns / 1e6 AS clock_bound_ms, w.clock_flag AS clock_flag,
@@ -767,11 +808,13 @@ SELECT r.run_id, a.model, {identity}, a.dataset, a.item_id, a.status, a.reason,
        (a.t_last_token_ns - a.t_send_ns) / 1e9 AS host_total_s,
        (a.t_first_token_ns - a.t_send_ns) / 1e9 AS ttft_s,
        (a.t_last_token_ns - a.t_first_token_ns) / 1e9 AS decode_s,
-       a.t_send_ns, a.t_last_token_ns AS t_last_ns, a.device
+       a.t_send_ns, a.t_last_token_ns AS t_last_ns, a.device, {completion}
 FROM answers a
 JOIN runs r ON r.run_id = a.run_id
 {identity_join}
 LEFT JOIN scores s ON s.answer_id = a.id AND s.mode = ?
+LEFT JOIN scores sp ON sp.answer_id = a.id AND sp.mode = 'paper'
+LEFT JOIN scores ss ON ss.answer_id = a.id AND ss.mode = 'strict'{completion_join}
 LEFT JOIN energy_windows w ON w.answer_id = a.id AND w.phase = 'answer'
 LEFT JOIN energy_windows p ON p.answer_id = a.id AND p.phase = 'prefill'
 LEFT JOIN energy_windows d ON d.answer_id = a.id AND d.phase = 'decode'
@@ -788,12 +831,20 @@ ANSWER_CONTEXT_COLUMNS = ("prompt_cached_tokens", "num_ctx", "complete")
 
 
 def _frame_sql(db: sqlite3.Connection) -> str:
+    """The frame query for this DB's schema: a run stored before a table or column existed gets NULL for it."""
+    parts = {}
     if _table_exists(db, "run_models"):
-        sql = FRAME_SQL.format(identity=", ".join(f"m.{c}" for c in IDENTITY_COLUMNS),
-                               identity_join="LEFT JOIN run_models m ON m.run_id = a.run_id AND m.model = a.model")
+        parts["identity"] = ", ".join(f"m.{c}" for c in IDENTITY_COLUMNS)
+        parts["identity_join"] = "LEFT JOIN run_models m ON m.run_id = a.run_id AND m.model = a.model"
     else:
         log.warning("results DB predates the run-identity snapshot: models are identified by tag only")
-        sql = FRAME_SQL.format(identity=", ".join(f"NULL AS {c}" for c in IDENTITY_COLUMNS), identity_join="")
+        parts["identity"] = ", ".join(f"NULL AS {c}" for c in IDENTITY_COLUMNS)
+        parts["identity_join"] = ""
+    known = _table_exists(db, "completion_windows")
+    parts["completion"] = ("cw.energy_j AS completion_energy_j, cw.coverage AS completion_coverage" if known
+                           else "NULL AS completion_energy_j, NULL AS completion_coverage")
+    parts["completion_join"] = "\nLEFT JOIN completion_windows cw ON cw.answer_id = a.id" if known else ""
+    sql = FRAME_SQL.format(**parts)
     columns = {r[1] for r in db.execute("PRAGMA table_info(energy_windows)")}
     if "bound_j" not in columns:
         log.warning("results DB predates energy-window bounds: its energies carry no error bound")
@@ -806,7 +857,7 @@ def _frame_sql(db: sqlite3.Connection) -> str:
     if "clock_bound_ns" not in columns:  # before m006: one clock, nothing converted
         sql = sql.replace(" w.clock_bound_ns / 1e6 AS", " NULL AS").replace(" w.clock_flag AS", " NULL AS")
     if "device" not in {r[1] for r in db.execute("PRAGMA table_info(answers)")}:
-        sql = sql.replace(" a.device\n", " NULL AS device\n")  # sealed before m007: one machine, the manifest's
+        sql = sql.replace(" a.device,", " NULL AS device,")  # sealed before m007: one machine, the manifest's
     return sql
 
 
@@ -822,5 +873,6 @@ def answers_frame(db_path: Path | str, mode: str = "paper"):
         raise ResultsError(f"{db_path}: cannot read its answers ({str(exc).rsplit(': ', 1)[-1][:120]})") from None
     finally:
         db.close()
-    frame["correct"] = frame["correct"].astype("float64")
+    for col in ("correct", "correct_paper", "correct_strict"):
+        frame[col] = frame[col].astype("float64")
     return frame

@@ -309,11 +309,51 @@ def record_meter(db, run_id: str, meter: MeterClient) -> MeterUncertainty:
     return unc
 
 
+COMPLETION_TAIL_S = 30.0
+"""How long the run waits at its end for the last answers' completion windows to fill (else stored partial)."""
+
+
+class CompletionWindows:
+    """The paper's window of each answer, ``[last byte, last byte + total_duration]``, lies in the future when the
+    answer ends; it is metered once the meter holds samples past its end (after later answers, or at the end)."""
+
+    def __init__(self, db, meter: MeterClient, idle_w: float, unc: MeterUncertainty) -> None:
+        self.db, self.meter, self.idle_w, self.unc = db, meter, idle_w, unc
+        self.waiting: list[tuple[int, int, int]] = []
+
+    def add(self, answer_id: int, completion: Completion | None) -> None:
+        window = results.completion_window(answer_id, completion)
+        if window is not None:
+            self.waiting.append(window)
+        self.settle(time.monotonic_ns())
+
+    def settle(self, now_ns: int) -> None:
+        """Meter every waiting window that has ended."""
+        self._meter([w for w in self.waiting if w[2] <= now_ns], 0.0)
+
+    def finish(self) -> None:
+        """At the end of the run: meter the rest, waiting up to ``COMPLETION_TAIL_S`` for each to end (a window
+        ending later is stored with the coverage it has)."""
+        self._meter(list(self.waiting), COMPLETION_TAIL_S)
+
+    def _meter(self, due: list[tuple[int, int, int]], tail_s: float) -> None:
+        for answer_id, start, end in due:
+            remaining = max(0.0, (end - time.monotonic_ns()) / 1e9)
+            try:
+                (reading,) = self.meter.windows([(start, end)], wait_s=min(remaining, tail_s) + 1.0,
+                                                edge_slack_s=self.unc.time_s)
+            except MeterUnavailable:  # stored as not covered, like the answer's own windows in an outage
+                reading = EnergyReading(start, end, 0.0, float("nan"), 0, 0.0)
+            results.record_completion_window(self.db, answer_id, reading, self.idle_w, self.unc)
+        self.waiting = [w for w in self.waiting if w not in due]
+
+
 def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idle_w: float, unc: MeterUncertainty,
           pending: list[Task], stop: _StopFlag, progress: bool) -> int:
     from tqdm import tqdm
 
     asked = 0
+    completion = CompletionWindows(db, meter, idle_w, unc)
     prepared: str | None = None
     skipped_models: dict[str, str] = {}
     block: tuple[str, str] | None = None
@@ -339,10 +379,12 @@ def _loop(spec: Spec, db, run_id: str, backend: Backend, meter: MeterClient, idl
                                               item_id=task.item.item_id, item_sha256=task.item.sha256,
                                               prompt_sha256=sha256_text(task.prompt), status="skipped",
                                               reason=skipped_models[tag])
-            results.record_answer(db, record)
+            answer_id = results.record_answer(db, record)
             record_outages(db, run_id, meter)
+            completion.add(answer_id, record.completion)
             asked += 1
             bar.update(1)
+        completion.finish()
     finally:
         bar.close()
     return asked

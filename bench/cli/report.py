@@ -23,8 +23,12 @@ from bench.errors import ResultsError
 @click.option("--no-plots", is_flag=True, help="Skip the figures (numbers, tables and HTML only; much faster).")
 @click.option("--from-points", is_flag=True,
               help="With --from-authors: compute the tables from the per-answer points instead of `agg`.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="With --from-authors: a dataset cache holding the paper's HumanEval and TruthfulQA items, for "
+                   "real pass@1 and the position baselines (default: $BENCH_DATA_DIR or ~/.cache/edge-llm-bench/data).")
 def report_cmd(result_dir: Path | None, authors_file: Path | None, out_dir: Path | None, mode: str,
-               bandwidth_gbs: float | None, no_published: bool, no_plots: bool, from_points: bool) -> None:
+               bandwidth_gbs: float | None, no_published: bool, no_plots: bool, from_points: bool,
+               data_dir: Path | None) -> None:
     """Write RESULT_DIR/report/: report.html, summary.md, numbers.json, tables (CSV) and plots (PNG + SVG)."""
     from bench.report import build_report
 
@@ -34,8 +38,10 @@ def report_cmd(result_dir: Path | None, authors_file: Path | None, out_dir: Path
     if bandwidth_gbs:
         run_info["memory_bandwidth_gb_s"] = bandwidth_gbs
     if authors_file is not None:
+        from bench.datasets import DataSource
         from bench.report.authors import AUTHORS_TOLERANCE_ABS, load_authors_cells, load_authors_frame, \
             load_authors_traces
+        from bench.report.review import authors_inputs
 
         if out_dir is None:
             raise click.UsageError("--from-authors needs --out DIR")
@@ -50,7 +56,9 @@ def report_cmd(result_dir: Path | None, authors_file: Path | None, out_dir: Path
                     "score_mode": "paper", **run_info}
         paths = build_report(frame, out_dir, run_info=run_info, traces=load_authors_traces(authors_file),
                              published=not no_published, cells=cells,
-                             tolerance_abs=0.0 if from_points else AUTHORS_TOLERANCE_ABS, plots=not no_plots)
+                             tolerance_abs=0.0 if from_points else AUTHORS_TOLERANCE_ABS, plots=not no_plots,
+                             review_inputs=authors_inputs(authors_file, DataSource(
+                                 kind="cache", selection="paper", path=str(data_dir) if data_dir else None)))
     else:
         from bench.pipeline import build_run_report
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import math
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.catalog import precision_group
+from bench.report.authors_items import SampledAnswer, items_by_cell, sampled_answers
 from bench.report.metrics import COUNT_FLAGS, METRICS
 from bench.report.traces import AnswerTrace
 
@@ -41,11 +43,19 @@ FRAME_COLUMNS = [
     "prefill_n_samples", "prefill_energy_bound_j", "prefill_energy_reason", "decode_energy_j", "decode_energy_raw_j", "decode_coverage",
     "decode_n_samples", "decode_energy_bound_j", "decode_energy_reason", "eval_count", "prompt_eval_count", "total_s",
     "load_s", "prompt_eval_s", "eval_s", "host_total_s", "ttft_s", "decode_s", "t_send_ns", "t_last_ns",
+    "correct_paper", "correct_strict", "completion_energy_j", "completion_coverage",
 ]
 """The answers-frame columns of docs/internals.md, in that order."""
 
 
-def _read(path: Path) -> dict:
+def load_site(path: Path) -> dict:
+    """The parsed site data (cached by path and modification time: several loaders read the same file)."""
+    path = Path(path).resolve()
+    return _parse(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _parse(path: str, _mtime_ns: int) -> dict:
     data = json.loads(Path(path).read_text("utf-8"))
     for key in ("models", "agg", "points"):
         if key not in data:
@@ -64,25 +74,33 @@ def _identity(m: dict, meta: dict) -> dict:
 
 
 def load_authors_frame(path: Path) -> pd.DataFrame:
-    """The authors' 26,251 answers as an answers frame (NaN where the site data has no value)."""
-    data = _read(path)
+    """The authors' 26,251 answers as an answers frame (NaN where the site data has no value). Item ids are
+    recovered from the data itself (``authors_items``); a row whose item cannot be told has none."""
+    data = load_site(path)
     models = _models(data)
     idle_w = float(data.get("meta", {}).get("idleW", math.nan))
+    sampled = sampled_answers(data)
+    items = items_by_cell(data, sampled)
+    traced = {(s.model, s.dataset, s.position): s.trace.energy_j(0.0, s.latency_s) / s.latency_s for s in sampled
+              if s.trace is not None and s.position is not None and s.latency_s > 0}
     parts = []
     for mid, per_ds in data["points"].items():
         m = models[mid]
         for ds, p in per_ds.items():
-            n = len(p["E"])
             parts.append(pd.DataFrame({
-                **_identity(m, data.get("meta", {})), "dataset": ds, "item_id": [f"{ds}#{i}" for i in range(n)],
+                **_identity(m, data.get("meta", {})), "dataset": ds,
+                "item_id": list(items[(m["ollama"], ds)].item_ids),
                 "correct": np.frombuffer(p["ok"].encode("ascii"), dtype=np.uint8) - ord("0"),
                 "energy_j": np.asarray(p["E"], dtype=float) / 10,
                 "eval_count": np.asarray(p["tok"], dtype=float),
                 "total_s": np.asarray(p["lat"], dtype=float) / 10,
                 "prompt_eval_s": np.asarray(p["pre"], dtype=float) / 10,
+                # mean power of the published window, where a sample answer's power trace shows it
+                "mean_w": [traced.get((m["ollama"], ds, i), math.nan) for i in range(len(p["E"]))],
             }))
     frame = pd.concat(parts, ignore_index=True)
     frame["correct"] = frame["correct"].astype(float)
+    frame["correct_paper"] = frame["correct"]
     frame["run_id"] = "authors"
     frame["status"] = "ok"
     frame["score_mode"] = "paper"
@@ -96,7 +114,7 @@ def load_authors_frame(path: Path) -> pd.DataFrame:
 
 def load_authors_cells(path: Path) -> pd.DataFrame:
     """The authors' per-(model, dataset) aggregates in the cells schema of ``aggregate.cells``."""
-    data = _read(path)
+    data = load_site(path)
     models = _models(data)
     rows = []
     for mid, per_ds in data["agg"].items():
@@ -119,7 +137,7 @@ def load_authors_cells(path: Path) -> pd.DataFrame:
 
 def load_authors_traces(path: Path, limit: int = 3) -> list[AnswerTrace]:
     """Power traces of the first ``limit`` sample answers that carry one (2 Hz, centiwatts, ``t0`` offset in s)."""
-    data = _read(path)
+    data = load_site(path)
     tags = [m["ollama"] for m in data["models"]]
     out: list[AnswerTrace] = []
     for q in data.get("questions", []):
@@ -139,3 +157,9 @@ def load_authors_traces(path: Path, limit: int = 3) -> list[AnswerTrace]:
             if len(out) >= limit:
                 return out
     return out
+
+
+def load_authors_sampled(path: Path) -> list[SampledAnswer]:
+    """The fully recorded sample answers (response, trace), each placed in its cell."""
+    return sampled_answers(load_site(path))
+

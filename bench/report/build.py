@@ -13,9 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ResultsError
-from bench.report import (aggregate, compare, devices, energy_bounds, numbers, pareto, phases, plots, protocol,
-                          render, roofline)
+from bench.report import (aggregate, compare, devices, energy_bounds, findings, numbers, pareto, phases, plots,
+                          protocol, render, roofline)
 from bench.report.published import load_published
+from bench.report.review import ReviewInputs, review
 from bench.report.traces import as_trace
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ def _figures(cells_: pd.DataFrame, tables: pd.DataFrame, fronts_: dict, traces, 
 def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: list | None = None,
                  published: bool = True, cells: pd.DataFrame | None = None,
                  tolerance_abs: float = 0.0, plots: bool = True,
-                 device_data: devices.DeviceData | None = None) -> ReportPaths:
+                 device_data: devices.DeviceData | None = None,
+                 review_inputs: ReviewInputs | None = None) -> ReportPaths:
     """Write ``out_dir/report/``: report.html, summary.md, numbers.json, tables/*.csv, plots/*.png|svg.
 
     ``cells`` replaces the per-(model, dataset) aggregates computed from ``frame`` (the authors' exact ``agg``);
@@ -89,6 +91,7 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
     ``run_info`` is shown verbatim; ``memory_bandwidth_gb_s`` adds the roofline, ``reference_table: "t11"`` compares
     energy with the Pi 5 table instead of Table 5. ``plots=False`` skips the figures (a quick numbers-only build).
     ``device_data`` (a merged fleet folder's devices and calibration) adds the per-device view.
+    ``review_inputs`` feeds the re-analysis behind the Findings (item sets, items, the authors' sample answers).
     """
     started = time.perf_counter()
     report_dir = Path(out_dir) / "report"
@@ -115,19 +118,23 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
                      f"frame reproduces them within {tolerance_abs} (recorded in numbers.json).")
     bandwidth = run_info.get("memory_bandwidth_gb_s")
     roof = roofline.roofline(summary, float(bandwidth)) if bandwidth else None
-    comparison, claims = None, []
+    comparison, claims, pub = None, [], None
     if published:
         pub = load_published()
         comparison = compare.compare(tables, cells_, pub, run_info.get("reference_table", "t5"))
         claims = compare.evaluate_claims(tables, cells_, fronts_, pub)
+    inputs = review_inputs or ReviewInputs()
+    rev = review(frame, cells_, claims, pub, inputs)
+    lead, details = findings.sections(rev, comparison, authors=inputs.sampled is not None)
     figures = _figures(cells_, tables, fronts_, traces, report_dir / "plots") if plots else []
     data = render.ReportData(run_info=dict(run_info), cells=cells_, tables=tables, summary=summary, fronts=fronts_,
                              phases=phase_tab, phase_note=phases.jpt_vs_decode_note(phase_tab), figures=figures,
                              comparison=comparison, claims=claims, roofline=roof, notes=notes,
                              energy_marks=energy_bounds.marks(cells_),
                              protocol=protocol.section(frame, run_info.get("protocol")),
-                             devices=devices.device_view(frame, device_data))
+                             devices=devices.device_view(frame, device_data), lead=[lead], sections=[details])
     table_paths = _write_tables(data, report_dir / "tables")
+    table_paths.update(findings.write_tables(rev, report_dir / "tables"))
     nums = numbers.key_numbers(cells_, frame, cells_source=source, tolerance_abs=tolerance_abs)
     numbers_path = numbers.write_numbers(nums, report_dir)
     html_path = report_dir / "report.html"

@@ -46,8 +46,17 @@ DEFINITIONS = [
 
 
 @dataclass(frozen=True)
+class Section:
+    """A block another module of the report rendered (its HTML and its Markdown), placed by ``ReportData``."""
+
+    html: str
+    markdown: str
+
+
+@dataclass(frozen=True)
 class ReportData:
-    """Everything the renderers show, already computed."""
+    """Everything the renderers show, already computed. ``lead`` sections come first (the Findings), ``sections``
+    after the paper's tables."""
 
     run_info: dict
     cells: pd.DataFrame
@@ -64,6 +73,8 @@ class ReportData:
     energy_marks: dict = field(default_factory=dict)  # (table, row, col, stat) -> bound and coverage text
     protocol: protocol_section.ProtocolSection | None = None
     devices: devices_view.DeviceView | None = None  # a merged fleet folder
+    lead: list[Section] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
 
 
 def fmt(value, half=math.nan, n=None, digits: int = 2) -> str:
@@ -135,8 +146,21 @@ def _verdict(holds) -> str:
     return {True: "holds", False: "does not hold"}.get(holds, "cannot be evaluated")
 
 
+def deciding_words(deciding: dict) -> str:
+    """The numbers that decided a claim as words (``from fp16 17.6, to q3_K_S 3.75, reduction 78.7%``)."""
+    def one(key: str, value) -> str:
+        if isinstance(value, dict):
+            return f"{key.replace('_', ' ')}: " + ", ".join(f"{k} {fmt(v)}" for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return f"{key.replace('_', ' ')}: {', '.join(map(str, value)) or 'none'}"
+        if key == "reduction":
+            return f"reduction {float(value):.1%}"
+        return f"{key.replace('_', ' ')} {value}" if key != "reason" else str(value)
+    return "; ".join(one(k, v) for k, v in deciding.items())
+
+
 def claim_rows(claims: list[Claim]) -> list[list[str]]:
-    return [[c.text, c.published, c.ours, _verdict(c.holds), json.dumps(c.deciding, default=str)] for c in claims]
+    return [[c.text, c.published, c.ours, _verdict(c.holds), deciding_words(c.deciding)] for c in claims]
 
 
 COUNT_HEADER = ["table", "numbers", "within", "outside", "partial", "not run"]
@@ -217,15 +241,17 @@ def render_html(d: ReportData) -> str:
              f"<h1>Edge LLM benchmark report: {name}</h1>",
              _html_table(["key", "value"], [[k, json.dumps(v, default=str) if isinstance(v, (dict, list)) else v]
                                            for k, v in info.items()])]
+    parts += [s.html for s in d.lead]
     if d.notes:
         parts.append("".join(f"<p class='note'>{html.escape(n)}</p>" for n in d.notes))
     if d.claims:
-        parts.append("<h2>Headline claims, re-decided on this run</h2>")
+        parts.append("<h2 id='claims'>Headline claims, re-decided on this run</h2>")
         parts.append(_html_table(["claim", "published", "ours", "verdict", "deciding numbers"], claim_rows(d.claims)))
     parts.append("<h2>The paper's tables</h2>")
     for name in ("t4", "t5", "t9", "t10"):
         header, rows = table_grid(d.tables, name, d.comparison, d.energy_marks)
         parts.append(f"<h3>{html.escape(TITLES[name])}</h3>" + _html_table(header, rows))
+    parts += [s.html for s in d.sections]
     parts.append("<h2>Figures</h2>")
     for f in d.figures:
         data = base64.b64encode(f.png.read_bytes()).decode("ascii")
@@ -250,7 +276,7 @@ def render_html(d: ReportData) -> str:
                      "<p>max tokens/s = bandwidth / model bytes (every weight read once per token).</p>"
                      + _html_table(*roofline_rows(d.roofline)))
     if d.comparison is not None:
-        parts.append("<h2>Ours vs published, cell by cell</h2>" + f"<p>{html.escape(TOLERANCE_NOTE)}.</p>")
+        parts.append("<h2 id='comparison'>Ours vs published, cell by cell</h2>" + f"<p>{html.escape(TOLERANCE_NOTE)}.</p>")
         parts.append(_html_table(COUNT_HEADER, comparison_counts(d.comparison)))
         cmp_rows = [[r.table, r.row, r.col, r.stat,
                      " ".join(filter(None, (fmt(r.ours, digits=4), d.energy_marks.get((r.table, r.row, r.col, r.stat))))),
@@ -269,6 +295,7 @@ def render_markdown(d: ReportData, plots_rel: str = "plots") -> str:
     info = d.run_info
     out = [f"# Edge LLM benchmark report: {info.get('name', '')}", ""]
     out += [f"- **{k}**: {v}" for k, v in info.items()] + [""]
+    out += [s.markdown for s in d.lead]
     out += [f"> {n}" for n in d.notes] + ([""] if d.notes else [])
     if d.claims:
         out += ["## Headline claims", "", _md_table(["claim", "published", "ours", "verdict", "deciding"],
@@ -278,6 +305,7 @@ def render_markdown(d: ReportData, plots_rel: str = "plots") -> str:
     if d.comparison is not None:
         out += ["## Ours vs published", "", TOLERANCE_NOTE + ".", "",
                 _md_table(COUNT_HEADER, comparison_counts(d.comparison)), ""]
+    out += [s.markdown for s in d.sections]
     out += ["## Per-model results", "", _md_table(*summary_rows(d.summary, d.energy_marks)), ""]
     if d.devices is not None:
         out += devices_view.markdown_section(d.devices, _md_table)

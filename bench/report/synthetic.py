@@ -82,6 +82,13 @@ def synthetic_frame(n_answers: int = 26_251, seed: int = 0, models: list | None 
         "decode_s": decode_s, "t_send_ns": t_send.astype("int64"),
         "t_last_ns": (t_send + (ttft_s + decode_s) * 1e9).astype("int64"),
     })
+    # What the paper's window [last byte, last byte + total] would have held: mostly the next answer's power.
+    excess = np.r_[(prefill_e + decode_e)[1:] / (ttft_s + decode_s)[1:], 0.0]
+    frame["completion_energy_j"] = np.clip(excess * total_s, 0, None)
+    frame["completion_coverage"] = 1.0
+    frame["correct_paper"] = frame["correct"]
+    flip = (ds_arr == "humaneval") & (rng.random(n) < 0.3)  # strict pass@1 disagrees with the paper's check
+    frame["correct_strict"] = np.where(flip, 1.0 - frame["correct"], frame["correct"])
     measured = [c for c in FRAME_COLUMNS if c.endswith(("_j", "_w", "coverage", "_samples", "_count", "_s"))]
     frame.loc[~ok, measured] = np.nan
     return frame[FRAME_COLUMNS]

@@ -196,7 +196,7 @@ def align(x: np.ndarray, y: np.ndarray, anchors: dict[int, int]) -> dict[int, in
     return placed
 
 
-def _reference(data: dict, ds: str, base: str, size: int) -> np.ndarray | None:
+def reference_prefill(data: dict, ds: str, base: str, size: int) -> np.ndarray | None:
     """Log prefill durations of a cell that answered every item: same base model (same tokenizer) first."""
     full = [(m["fam"] != base, m["id"]) for m in data["models"] if len(data["points"][m["id"]][ds]["pre"]) == size]
     if not full:
@@ -216,7 +216,7 @@ def items_by_cell(data: dict, sampled: list[SampledAnswer]) -> dict[tuple[str, s
             ids = load_selection(ds).ids
             known = dict(anchors.get((m["ollama"], ds), {}))
             prefix = PREFIX_SUBSETS.get(ds) == len(cell["pre"])
-            ref = _reference(data, ds, m["fam"], len(ids)) if len(cell["pre"]) < len(ids) and not prefix else None
+            ref = reference_prefill(data, ds, m["fam"], len(ids)) if len(cell["pre"]) < len(ids) and not prefix else None
             if ref is not None:
                 known = align(np.log(np.maximum(np.asarray(cell["pre"], dtype=float), 1.0)), ref, known)
             out[(m["ollama"], ds)] = cell_items(len(cell["E"]), len(ids), ids, known, ds)

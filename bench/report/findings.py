@@ -17,8 +17,10 @@ from bench.report.compare import TOLERANCE_NOTE
 from bench.report.render import Section, _html_table, _md_table, fmt
 from bench.report.review import Review
 
-TABLE_FILES = {"comparison": "comparison.csv", "pass-at-1": "pass_at_1.csv",
-               "truthfulqa-baselines": "truthfulqa_baselines.csv", "window-shift": "window_shift_answers.csv"}
+VERDICT_CLASS = {"reproduced": "v-ok", "holds": "v-ok", "partly reproduced": "v-warn", "holds only pooled": "v-warn",
+                 "does not hold on matched data": "v-bad", "does not hold": "v-bad", "data problem": "v-bad"}
+STYLE = ("<style>.v-ok{background:#e3f4e1}.v-warn{background:#fbf1d0}.v-bad{background:#f9dcdc}"
+         ".v-info{background:#eef2f7}.caption{font-size:0.85em;color:#555;margin-bottom:0}</style>")
 
 
 @dataclass(frozen=True)
@@ -147,9 +149,11 @@ def sections(review: Review, comparison: pd.DataFrame | None, authors: bool) -> 
     head = ["#", "finding", "verdict", "deciding numbers", "table"]
     html_rows = [[str(i), f.title, f.verdict, f.words, f.anchor] for i, f in enumerate(items, 1)]
     table = _html_table(head, html_rows)
-    for f in items:  # the last column becomes a link to the finding's table
+    for f in items:  # the verdict gets its colour, the last column becomes a link to the finding's table
+        table = table.replace(f"<td>{html.escape(f.verdict)}</td>",
+                              f"<td class='{VERDICT_CLASS.get(f.verdict, 'v-info')}'>{html.escape(f.verdict)}</td>", 1)
         table = table.replace(f"<td>{html.escape(f.anchor)}</td>", f"<td><a href='#{f.anchor}'>table</a></td>", 1)
-    lead_html = ("<h2 id='findings'>Findings</h2><p>What was reproduced, within which tolerance, and what does not "
+    lead_html = (STYLE + "<h2 id='findings'>Findings</h2><p>What was reproduced, within which tolerance, and what does not "
                  "survive scrutiny. Each row's numbers are computed from the data; its table is linked.</p>" + table)
     md = ["## Findings", "", "What was reproduced, within which tolerance, and what does not survive scrutiny; each "
           "row's numbers are computed from the data and its table is linked.", "",

@@ -146,7 +146,7 @@ def item_sets(frame: pd.DataFrame, expected: Mapping[str, Sequence[str]]) -> pd.
 def _kind(r) -> str:
     if r.answers > r.expected > 0:
         return f"more answers ({r.answers}) than items ({r.expected})"
-    if r.prefix_subset and r.missing > 0.5 * r.expected:
+    if r.prefix_subset and r.missing >= 0.5 * r.expected:
         return f"ran a subset: the first {r.items} of {r.expected} items"
     return f"{r.missing} of {r.expected} items not answered"
 

@@ -245,13 +245,12 @@ def render_html(d: ReportData) -> str:
     if d.notes:
         parts.append("".join(f"<p class='note'>{html.escape(n)}</p>" for n in d.notes))
     if d.claims:
-        parts.append("<h2 id='claims'>Headline claims, re-decided on this run</h2>")
+        parts.append("<h2 id='claims'>Headline claims, decided pooled as the paper decides them</h2>")
         parts.append(_html_table(["claim", "published", "ours", "verdict", "deciding numbers"], claim_rows(d.claims)))
     parts.append("<h2>The paper's tables</h2>")
     for name in ("t4", "t5", "t9", "t10"):
         header, rows = table_grid(d.tables, name, d.comparison, d.energy_marks)
         parts.append(f"<h3>{html.escape(TITLES[name])}</h3>" + _html_table(header, rows))
-    parts += [s.html for s in d.sections]
     parts.append("<h2>Figures</h2>")
     for f in d.figures:
         data = base64.b64encode(f.png.read_bytes()).decode("ascii")
@@ -284,6 +283,7 @@ def render_html(d: ReportData) -> str:
         parts.append("<details><summary>every compared number</summary>"
                      + _html_table(["table", "row", "col", "stat", "ours", "published", "ratio", "status"], cmp_rows)
                      + "</details>")
+    parts += [s.html for s in d.sections]
     parts.append("<h2>Definitions and methods</h2><ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in DEFINITIONS)
                  + f"<li>{html.escape(CI_METHOD)}</li></ul>")
     parts.append("</body></html>")
@@ -305,7 +305,6 @@ def render_markdown(d: ReportData, plots_rel: str = "plots") -> str:
     if d.comparison is not None:
         out += ["## Ours vs published", "", TOLERANCE_NOTE + ".", "",
                 _md_table(COUNT_HEADER, comparison_counts(d.comparison)), ""]
-    out += [s.markdown for s in d.sections]
     out += ["## Per-model results", "", _md_table(*summary_rows(d.summary, d.energy_marks)), ""]
     if d.devices is not None:
         out += devices_view.markdown_section(d.devices, _md_table)
@@ -319,6 +318,7 @@ def render_markdown(d: ReportData, plots_rel: str = "plots") -> str:
         out += [f"## Decode rate vs memory-bandwidth roofline ({info.get('memory_bandwidth_gb_s')} GB/s)", "",
                 "max tokens/s = bandwidth / model bytes (every weight read once per token).", "",
                 _md_table(*roofline_rows(d.roofline)), ""]
+    out += [s.markdown for s in d.sections]
     out += ["## Figures", ""] + [f"![{f.name}]({plots_rel}/{f.png.name})" for f in d.figures] + [""]
     out += ["## Definitions", ""] + [f"- {x}" for x in DEFINITIONS] + [f"- {CI_METHOD}", ""]
     return "\n".join(out)

@@ -155,7 +155,10 @@ def test_low_coverage_windows_are_a_finding():
                    total_s=1.0, eval_count=1) for i in range(3)]
     found = {f.key: f for f in quality.find(frame_of(rows), {"gsm8k": ["0", "1", "2"]})}
     assert "1 answer windows in 1 cell(s) were covered less than 95%" in found["coverage"].words
+    assert "left out of every mean" in found["coverage"].words
     assert set(found) == {"coverage"}
+    # ... as the energy stage's rule does: the cell's energy mean is of the two covered answers.
+    assert aggregate.cells(frame_of(rows)).loc[0, "energy_j"] == pytest.approx(25.0)
 
 
 # --- the authors' item identity -------------------------------------------------------------------------------------

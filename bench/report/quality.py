@@ -24,15 +24,13 @@ import pandas as pd
 
 from bench.report import aggregate, compare, pareto
 from bench.report.matching import KEYS, answered_once, common_items
-from bench.report.metrics import answered
+from bench.report.metrics import COVERAGE_MIN, answered
 
 log = logging.getLogger(__name__)
 
 LOAD_MARGIN_W = 0.5
 """An answer's window shows load when its mean power exceeds the idle baseline by more than this (the paper's idle
 sd is 0.17 W, Table 3)."""
-COVERAGE_MIN = 0.95
-"""Windows the meter saw less of than this are low-coverage (the energy stage's rule)."""
 CHANGE_REL = 0.005
 """A table value counts as changed when it moves by more than 0.5% (2 decimals of the published values)."""
 
@@ -235,13 +233,14 @@ def zero_energy(frame: pd.DataFrame, without: Callable[[pd.Series], Impact]) -> 
 
 
 def low_coverage(frame: pd.DataFrame, without: Callable[[pd.Series], Impact]) -> Finding | None:
-    """Answer windows the meter covered less than ``COVERAGE_MIN`` of (gaps in the samples)."""
+    """Answer windows the meter covered less than ``COVERAGE_MIN`` of (gaps in the samples). The energy stage
+    already leaves their energy out of every mean (``metrics.derive``); the finding says where and how many."""
     coverage = pd.to_numeric(frame["coverage"], errors="coerce")
     low = answered(frame) & (coverage < COVERAGE_MIN)
     if not low.any():
         return None
     cells_ = _per_cell(frame, low)
-    imp = without(low)
     words = (f"{int(low.sum())} answer windows in {len(cells_)} cell(s) were covered less than {COVERAGE_MIN:.0%} by "
-             f"meter samples (lowest {coverage[low].min():.2f}). Without them: " + imp.words() + ".")
-    return Finding("coverage", f"Windows covered less than {COVERAGE_MIN:.0%}", words, cells_, touches(cells_), imp)
+             f"meter samples (lowest {coverage[low].min():.2f}); their energy is left out of every mean (counted per "
+             "cell as energy_excluded_n), so those cells average fewer answers for energy than for latency.")
+    return Finding("coverage", f"Windows covered less than {COVERAGE_MIN:.0%}", words, cells_, touches(cells_))

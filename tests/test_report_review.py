@@ -273,3 +273,11 @@ def test_rescoring_is_cached(tmp_path, monkeypatch):
     assert rescoring.verdicts([(item, "yes"), (item, "no"), (item, "yes")], "strict", cache) == [True, False, True]
     assert rescoring.verdicts([(item, "no"), (item, "yes")], "strict", cache) == [False, True]
     assert sorted(calls) == ["no", "yes"]  # each distinct answer scored once, the second call from the cache
+
+
+def test_findings_on_a_frame_without_model_facts_name_the_model():
+    """A run stored before identities were snapshotted: cells carry no base, the finding names the model."""
+    rows = [{**answer("m", None, None, "gsm8k", str(i), energy_j=0.0, idle_w=2.85, mean_w=6.0, total_s=1.0,
+                      eval_count=1), "quant": None, "precision_group": None} for i in range(2)]
+    z = {f.key: f for f in quality.find(frame_of(rows), {"gsm8k": ["0", "1"]})}["zero_energy"]
+    assert z.cells.loc[0, "base"] == "m" and "Table 4 (m)" in z.touches

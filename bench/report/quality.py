@@ -96,6 +96,7 @@ class Outcome:
 def impact(before: Outcome, after: Outcome) -> Impact:
     keys = ["table", "row", "col"]
     m = before.tables.merge(after.tables, on=keys, how="left", suffixes=("_b", "_a"))
+    m[["value_b", "value_a"]] = m[["value_b", "value_a"]].astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         change = (m["value_a"] - m["value_b"]) / m["value_b"].abs()
     moved = m[(change.abs() > CHANGE_REL) | (m["value_a"].isna() != m["value_b"].isna())]
@@ -129,9 +130,9 @@ def item_sets(frame: pd.DataFrame, expected: Mapping[str, Sequence[str]]) -> pd.
         distinct = set(ids)
         unknown = int(done["item_id"].isna().sum())
         repeats = int(len(ids) - len(distinct))
-        first = block.iloc[0]
+        base, group = _model_facts(block)
         prefix = not unknown and 0 < len(distinct) < len(want) and distinct == set(want[:len(distinct)])
-        rows.append({"model": model, "base": first["base"], "precision_group": first["precision_group"],
+        rows.append({"model": model, "base": base, "precision_group": group,
                      "dataset": ds, "rows": len(block), "answers": len(done), "expected": len(want),
                      "items": len(distinct), "repeats": repeats, "unknown": unknown,
                      # unanswered items; with rows of unknown item a lower bound (they may repeat others)
@@ -195,12 +196,25 @@ def find(frame: pd.DataFrame, expected: Mapping[str, Sequence[str]], pub: dict |
     return out
 
 
+def _model_facts(block: pd.DataFrame) -> tuple[str, str]:
+    """A cell's base and precision group; a frame without model facts names the model itself (as ``cells`` does)."""
+    base = block["base"].dropna()
+    group = block["precision_group"].dropna()
+    return (str(base.iloc[0]) if len(base) and base.iloc[0] else str(block["model"].iloc[0]),
+            str(group.iloc[0]) if len(group) and group.iloc[0] else "unknown")
+
+
 def _per_cell(frame: pd.DataFrame, mask: pd.Series, **extra: pd.Series) -> pd.DataFrame:
     ok = answered(frame)
-    g = frame.assign(_hit=mask & ok, _ok=ok, **extra).groupby(["model", "dataset"], sort=True)
-    out = g.agg(base=("base", "first"), precision_group=("precision_group", "first"), answers=("_ok", "sum"),
-                affected=("_hit", "sum"), **{k: (k, "sum") for k in extra})
-    return out[out["affected"] > 0].reset_index()
+    rows = []
+    for (model, ds), block in frame.assign(_hit=mask & ok, _ok=ok, **extra).groupby(["model", "dataset"], sort=True):
+        if block["_hit"].any():
+            base, group = _model_facts(block)
+            rows.append({"model": model, "dataset": ds, "base": base, "precision_group": group,
+                         "answers": int(block["_ok"].sum()), "affected": int(block["_hit"].sum()),
+                         **{k: int(block[k].sum()) for k in extra}})
+    return pd.DataFrame(rows, columns=["model", "dataset", "base", "precision_group", "answers", "affected",
+                                       *extra])
 
 
 def zero_energy(frame: pd.DataFrame, without: Callable[[pd.Series], Impact]) -> Finding | None:

@@ -176,13 +176,25 @@ def test_zero_energy_cell(rev):
 
 # --- what the accuracy numbers measure ------------------------------------------------------------------------------
 
-def test_pass_at_one_beside_the_papers_humaneval_accuracy(rev):
-    """[PF section 4] the paper's HumanEval check never calls check(); on the 342 sample answers [SITE]."""
+def test_pass_at_one_beside_the_papers_humaneval_accuracy(rev, data_dir, score_cache):
+    """[PF section 4] the paper's HumanEval check never calls check(); on the 342 sample answers [SITE] a large share
+    of the verdicts flip under real pass@1 and the ranking of the models changes. The expected counts come from the
+    authors' own ``ok`` flags and the strict scorer's verdict on each answer (the module's cache: scored once)."""
+    from bench.report.rescoring import verdicts
+
+    items = {i.item_id: i for i in load_items("humaneval", DataSource("cache", "paper", path=str(data_dir)))}
+    ids = load_selection("humaneval").ids
+    sampled = [s for s in load_authors_sampled(SITE) if s.dataset == "humaneval" and s.item_index is not None]
+    strict = verdicts([(items[ids[s.item_index]], s.response) for s in sampled], "strict", score_cache)
+    paper_only = sum(s.ok and not v for s, v in zip(sampled, strict))
+    strict_only = sum(v and not s.ok for s, v in zip(sampled, strict))
     p = rev.pass_at_one
-    assert "Of 342 HumanEval answers" in p.words and "108 verdicts flip (32%): 45 pass only the paper's check" in p.words
-    assert "63 pass only real pass@1" in p.words
+    assert len(sampled) == 342 and f"Of 342 HumanEval answers" in p.words
+    assert f"{paper_only + strict_only} verdicts flip" in p.words
+    assert f"{paper_only} pass only the paper's check" in p.words and f"{strict_only} pass only real pass@1" in p.words
+    assert (paper_only + strict_only) / 342 > 0.25
     rho = float(re.search(r"same answers is (-?\d\.\d\d)", p.words).group(1))
-    assert 0.2 < rho < 0.6
+    assert rho < 0.8  # the ranking changes
     assert len(p.per_model) == 28 and set(p.per_family["base"]) == {"gemma2_2b", "llama3.2_1b", "qwen2.5_0.5b",
                                                                     "qwen2.5_1.5b"}
 
@@ -230,8 +242,9 @@ def test_findings_come_first_in_the_report(data_dir, score_cache, rev, tmp_path,
     assert html.index("id='findings'") < html.index("The paper's tables")
     assert md.index("## Findings") < md.index("## Headline claims")
     findings = md.split("## Findings", 1)[1].split("\n## ", 1)[0]
+    flips = re.search(r"\d+ verdicts flip \(\d+%\)", rev.pass_at_one.words).group()
     for text in ("holds only pooled", "does not hold on matched data", "falls only 13.0%", "163 of 192",
-                 "created_at is the completion time", "use truthfulqa_lettered", "108 verdicts flip"):
+                 "created_at is the completion time", "use truthfulqa_lettered", flips):
         assert text in findings, text
     assert "{" not in findings  # readable deciding numbers, no raw JSON
     for anchor in re.findall(r"href='#([\w-]+)'", html):

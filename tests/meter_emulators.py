@@ -161,24 +161,46 @@ class InaDevice(PtyDevice):
             self.sent += len(out)
 
 
-def um_frame(model_id: int, volts: float, amps: float, v_scale: float, i_scale: float, end: int = 0xFFF1) -> bytes:
-    """A 130-byte UM2x/UM34 reply with the given reading (data groups etc. zero)."""
+# UM frame facts as sigrok's rdtech-um driver and rd-usb read them: ids, steps, the power field, the end marker.
+UM_MODELS = {"um24c": (0x0963, 0.01, 0.001), "um25c": (0x09C9, 0.001, 0.0001), "um34c": (0x0D4C, 0.01, 0.001)}
+UM34C_XOR_OFFSETS = (1, 3, 7, 9, 15, 17, 19, 23, 31, 39, 41, 45, 49, 53, 55, 57, 59, 63, 67, 69, 73, 79, 83, 89,
+                     97, 99, 109, 111, 113, 119, 121, 127)  # sigrok rdtech-um protocol.c, poll_csum_um34c
+
+
+def um_frame(model: str, volts: float, amps: float, temp_c: int = 31, watts: float | None = None,
+             mwh: int = 0) -> bytes:
+    """A 130-byte reply of ``model`` with the given reading: power (u32 mW) at 6, temperature at 10, mWh at 106, and
+    the model's own trailer (0xFFF1, or the UM34C's XOR byte at 129)."""
+    model_id, v_step, i_step = UM_MODELS[model]
     data = bytearray(130)
-    struct.pack_into(">HHHIHH", data, 0, model_id, round(volts / v_scale), round(amps / i_scale),
-                     round(volts * amps * 1000), 31, 88)
-    struct.pack_into(">H", data, 128, end)
+    watts = volts * amps if watts is None else watts
+    struct.pack_into(">HHHIH", data, 0, model_id, round(volts / v_step), round(amps / i_step), round(watts * 1000),
+                     temp_c)
+    struct.pack_into(">I", data, 106, mwh)
+    if model == "um34c":
+        data[129] = 0
+        for i in UM34C_XOR_OFFSETS:
+            data[129] ^= data[i]
+    else:
+        struct.pack_into(">H", data, 128, 0xFFF1)
     return bytes(data)
 
 
 class UmDevice(PtyDevice):
-    """An RDTech UM25C (or UM34C): answers each 0xF0 with a 130-byte frame; ``bad_every`` sends a broken one."""
+    """An RDTech UM meter: takes a reading every 1/``refresh_hz`` s and answers each 0xF0 with the latest one.
 
-    def __init__(self, link: str, model: str = "um25c", power: PowerFn = constant(5.08, 0.812), bad_every: int = 0) -> None:
-        self.model_id, self.v_scale, self.i_scale = {"um25c": (0x09C9, 0.001, 0.0001), "um34c": (0x0D4C, 0.01, 0.001)}[model]
+    ``truth`` keeps (host ns the reading was taken, watts) for checking stamps; ``bad_every`` sends a truncated
+    frame now and then, as after a Bluetooth hiccup."""
+
+    def __init__(self, link: str, model: str = "um25c", power: PowerFn = constant(5.08, 0.812), bad_every: int = 0,
+                 refresh_hz: float = 2.0) -> None:
+        self.model = model
         self.power = power
         self.bad_every = bad_every
+        self.refresh_hz = refresh_hz
         self.polls = 0
-        self.t0 = time.monotonic()
+        self.t0_ns = time.monotonic_ns()
+        self.truth: list[tuple[int, float]] = []
         super().__init__(link)
 
     def step(self) -> None:
@@ -186,10 +208,14 @@ class UmDevice(PtyDevice):
             if byte != 0xF0:
                 continue
             self.polls += 1
-            volts, amps = self.power(time.monotonic() - self.t0)
-            reply = um_frame(self.model_id, volts, amps, self.v_scale, self.i_scale)
+            k = int((time.monotonic_ns() - self.t0_ns) / 1e9 * self.refresh_hz)
+            t_ns = self.t0_ns + int(k * 1e9 / self.refresh_hz)
+            volts, amps = self.power((t_ns - self.t0_ns) / 1e9)
+            if not self.truth or self.truth[-1][0] != t_ns:
+                self.truth.append((t_ns, volts * amps))
+            reply = um_frame(self.model, volts, amps, mwh=k)
             if self.bad_every and self.polls % self.bad_every == 0:
-                reply = reply[:60]  # a truncated frame, as after a Bluetooth hiccup
+                reply = reply[:60]
             self.write(reply)
 
 

@@ -10,9 +10,8 @@ import pytest
 from bench.meter.drivers import create
 from bench.meter.drivers.base import DeviceGone
 from bench.meter.drivers.ina_serial import crc16
-from bench.meter.drivers.um import decode_frame
 from bench.meter.drivers.scpi import parse_reply
-from meter_emulators import InaDevice, ScpiDevice, UmDevice, um_frame
+from meter_emulators import InaDevice, ScpiDevice
 
 
 def collect(driver, seconds: float):
@@ -112,34 +111,6 @@ def test_ina_serial_unplug_raises_oserror(tmp_path):
             for _ in range(200):
                 drv.read()
         drv.close()
-
-
-def test_um_frame_decoding():
-    model, v, a, w, temp = decode_frame(um_frame(0x09C9, 5.083, 0.8123, 0.001, 0.0001))
-    assert (model, temp) == ("um25c", 31)
-    assert v == pytest.approx(5.083) and a == pytest.approx(0.8123) and w == pytest.approx(4.129, abs=1e-3)
-    model, v, a, _, _ = decode_frame(um_frame(0x0D4C, 5.08, 0.81, 0.01, 0.001))
-    assert model == "um34c" and v == pytest.approx(5.08) and a == pytest.approx(0.81)
-    with pytest.raises(ValueError):
-        decode_frame(um_frame(0x09C9, 5, 1, 0.001, 0.0001, end=0x1234))
-    with pytest.raises(ValueError):
-        decode_frame(b"\x09\xc9" * 10)
-
-
-@pytest.mark.parametrize("model", ["um25c", "um34c"])
-def test_um_polls_over_pty_and_resyncs_after_bad_frames(tmp_path, model):
-    link = str(tmp_path / "rfcomm0")
-    with UmDevice(link, model=model, power=lambda t: (5.08, 0.81), bad_every=4) as dev:
-        drv = create(model, {"port": link, "rate_hz": "20", "timeout_s": "0.2"})
-        drv.open()
-        try:
-            t, p, _ = collect(drv, 1.0)
-        finally:
-            drv.close()
-    assert dev.polls >= 12
-    assert drv.garbage >= 2
-    assert len(t) >= 8 and np.allclose(p, 5.08 * 0.81, rtol=1e-3)
-    assert drv.seen_model == model
 
 
 def test_scpi_reply_parsing():

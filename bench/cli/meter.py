@@ -39,7 +39,7 @@ def meter() -> None:
 @meter.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A daemon config file (TOML); "
               "the other options override it.")
-@click.option("--driver", help="sim, replay, ina-serial, um25c, um34c, scpi, joulescope")
+@click.option("--driver", help="sim, replay, ina-serial, um24c, um25c, um34c, scpi, joulescope (bench meter drivers)")
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="Driver option (repeatable).")
 @click.option("--socket", "socket_path", default=None, help="Unix socket to serve (default: the resolved address).")
 @click.option("--listen", default=None, metavar="HOST:PORT", help="Also serve TLS 1.3 (pinned certificates) here.")
@@ -124,8 +124,10 @@ def drivers() -> None:
     from bench.meter.drivers import DRIVERS
 
     for name in sorted(DRIVERS):
-        ok, why = DRIVERS[name].available()
-        click.echo(f"{name:12s} {'ok' if ok else 'unavailable: ' + why}")
+        cls = DRIVERS[name]
+        ok, why = cls.available()
+        note = f" ({cls.NOTE})" if cls.NOTE else ""
+        click.echo(f"{name:12s} {'ok' if ok else 'unavailable: ' + why}{note}")
 
 
 # -- TLS keys for a meter on another machine -------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, ClassVar, Mapping
 
 from bench.errors import CatalogError, MeterError, did_you_mean
@@ -59,6 +59,29 @@ class Option:
     help: str
 
 
+@dataclass(frozen=True)
+class Uncertainty:
+    """How good a driver's samples are (contract A with the energy stage, reported in ``info()["uncertainty"]``):
+    the gain error as a fraction of the reading, the offset error in W, the uncertainty of each sample's stamp in
+    seconds, and where these numbers come from (datasheet or manual section), so a bound can be put on every window.
+    """
+
+    power_rel: float
+    power_abs_w: float
+    time_s: float
+    source: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choice(driver: str, key: str, value: str, legal: tuple[str, ...] | list[str]) -> str:
+    """``value`` if it is one of ``legal``, else the one-line option error naming the legal set."""
+    if value not in legal:
+        raise MeterError(f"driver {driver!r}: option {key}={value!r} is not one of {', '.join(map(str, legal))}")
+    return value
+
+
 def _parse_bool(text: str) -> bool:
     low = text.strip().lower()
     if low in ("1", "true", "yes", "on"):
@@ -72,6 +95,7 @@ class Driver(ABC):
     """Base of all drivers: strict option parsing and counters; subclasses implement the four verbs."""
 
     OPTIONS: ClassVar[dict[str, Option]] = {}
+    NOTE: ClassVar[str] = ""  # what the driver suits (and does not), shown by `bench meter drivers`
 
     def __init__(self, name: str, options: Mapping[str, Any]) -> None:
         self.name = name
@@ -127,13 +151,18 @@ class Driver(ABC):
     def on_mark(self, t_ns: int, label: str) -> None:
         """A client's mark (e.g. ``answer-begin ...``); real instruments ignore it, the sim's ``busy`` mode uses it."""
 
+    @abstractmethod
+    def uncertainty(self) -> Uncertainty:
+        """What the samples are worth: instrument accuracy and stamp timing, with the source of each number."""
+
     def describe(self) -> dict[str, Any]:
-        """Facts for ``info`` and the log header: device id, rate, calibration, options."""
+        """Facts for ``info`` and the log header: device id, rate, calibration, uncertainty, options."""
         return {
             "driver": self.name,
             "device_id": self.device_id(),
             "nominal_rate_hz": self.nominal_rate_hz,
             "calibration": self.calibration(),
+            "uncertainty": self.uncertainty().as_dict(),
             "options": {k: v for k, v in self.opts.items()},
         }
 

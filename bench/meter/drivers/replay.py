@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import MeterError
-from bench.meter.drivers.base import Driver, Option, register
+from bench.meter.drivers.base import Driver, Option, Uncertainty, register
 from bench.meter.samples import SampleBatch
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,10 @@ class ReplayDriver(Driver):
 
     def device_id(self) -> str:
         return f"replay:{os.path.basename(self.opts['path'])}"
+
+    def uncertainty(self) -> Uncertainty:
+        return Uncertainty(0.0, 0.0, 0.0, "replay: unknown (a recording does not carry its instrument's accuracy); "
+                                          "stamps keep the recorded spacing exactly")
 
     def describe(self) -> dict[str, Any]:
         facts = super().describe()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench.errors import MeterError
-from bench.meter.drivers.base import Driver, Option, register
+from bench.meter.drivers.base import Driver, Option, Uncertainty, register
 from bench.meter.samples import SampleBatch
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,9 @@ class SimDriver(Driver):
 
     def device_id(self) -> str:
         return f"sim-{self.opts['mode']}-seed{self.opts['seed']}"
+
+    def uncertainty(self) -> Uncertainty:
+        return Uncertainty(0.0, 0.0, 0.0, "simulated waveform: samples are exact on their grid by construction")
 
     def describe(self) -> dict[str, Any]:
         facts = super().describe()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import select
+import socket
 import struct
 import threading
 import time
@@ -219,32 +221,115 @@ class UmDevice(PtyDevice):
             self.write(reply)
 
 
-class ScpiDevice(PtyDevice):
-    """A SCPI power analyser: ``*IDN?``, ``MEAS:POW?`` and ``MEAS:VOLT?;:MEAS:CURR?``; ``junk_every`` replies junk."""
+class ScpiInstrument:
+    """The command side of an emulated SCPI power analyser, whatever carries the bytes: ``*IDN?``, ``MEAS:POW?``
+    (watts), ``MEAS:VOLT?;:MEAS:CURR?`` (two replies joined by ``;``), ``MEAS:ALL?`` (V,I,P like a Rigol DP800),
+    ``SYST:ERR?`` (the error queue) and any setup command (recorded; an unknown header queues error -113).
 
-    def __init__(self, link: str, power: PowerFn = constant(12.0, 0.25), junk_every: int = 0) -> None:
+    Faults: ``junk_every`` replies junk, ``overload_every`` replies SCPI's 9.9E37, ``late_every`` answers a query
+    ``late_s`` late (later queries wait behind it, as on a real instrument). ``power`` gets the seconds since start
+    at the moment the query arrived, so a test can tell which query a reply belongs to."""
+
+    SETUP = (b"SYST:REM", b"SENS:CURR:RANG", b"CONF:INT")
+
+    def __init__(self, power: PowerFn = constant(12.0, 0.25), junk_every: int = 0, overload_every: int = 0,
+                 late_every: int = 0, late_s: float = 0.5) -> None:
         self.power = power
-        self.junk_every = junk_every
+        self.junk_every, self.overload_every, self.late_every, self.late_s = junk_every, overload_every, late_every, late_s
         self.queries = 0
-        self._buf = b""
+        self.setup: list[bytes] = []
+        self.errors: list[bytes] = []
         self.t0 = time.monotonic()
+
+    def handle(self, line: bytes) -> bytes | None:
+        q = line.strip().upper()
+        volts, amps = self.power(time.monotonic() - self.t0)
+        if q == b"*IDN?":
+            return b"EMULATED,PA-1000,SN4242,1.02\n"
+        if q == b"SYST:ERR?":
+            return (self.errors.pop(0) if self.errors else b'+0,"No error"') + b"\n"
+        if not q.endswith(b"?"):
+            if q.startswith(self.SETUP):
+                self.setup.append(q)
+            else:
+                self.errors.append(b'-113,"Undefined header"')
+            return None
+        self.queries += 1
+        if self.late_every and self.queries % self.late_every == 0:
+            time.sleep(self.late_s)
+        replies = {b"MEAS:POW?": b"%+.6E" % (volts * amps), b"MEAS:VOLT?;:MEAS:CURR?": b"%.6f;%.6f" % (volts, amps),
+                   b"MEAS:ALL?": b"%.4f,%.4f,%.4f" % (volts, amps, volts * amps)}
+        if q not in replies:
+            self.errors.append(b'-113,"Undefined header"')
+            return None
+        if self.junk_every and self.queries % self.junk_every == 0:
+            return b'-113,"Undefined header"\n'
+        if self.overload_every and self.queries % self.overload_every == 0:
+            return re.sub(rb"[^;,]+", b"+9.90000E+37", replies[q]) + b"\n"  # every value in overload
+        return replies[q] + b"\n"
+
+
+class ScpiDevice(PtyDevice):
+    """An ``ScpiInstrument`` on a pty (a USB-serial instrument)."""
+
+    def __init__(self, link: str, **kwargs) -> None:
+        self.instrument = ScpiInstrument(**kwargs)
+        self._buf = b""
         super().__init__(link)
 
     def step(self) -> None:
         self._buf += self._commands(0.05)
         while b"\n" in self._buf:
             line, _, self._buf = self._buf.partition(b"\n")
-            q = line.strip().upper()
-            volts, amps = self.power(time.monotonic() - self.t0)
-            self.queries += 1
-            if self.junk_every and self.queries % self.junk_every == 0:
-                self.write(b"-113,\"Undefined header\"\n")
-            elif q == b"*IDN?":
-                self.write(b"EMULATED,PA-1000,SN4242,1.02\n")
-            elif q == b"MEAS:POW?":
-                self.write(b"%+.6E\n" % (volts * amps))
-            elif q == b"MEAS:VOLT?;:MEAS:CURR?":
-                self.write(b"%.6f;%.6f\n" % (volts, amps))
+            reply = self.instrument.handle(line)
+            if reply:
+                self.write(reply)
+
+
+class ScpiTcpServer:
+    """An ``ScpiInstrument`` on a loopback TCP port (a LAN instrument's raw SCPI socket, port 5025 style)."""
+
+    def __init__(self, **kwargs) -> None:
+        self.instrument = ScpiInstrument(**kwargs)
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.settimeout(0.1)
+                buf = b""
+                while not self._stop.is_set():
+                    try:
+                        chunk = conn.recv(4096)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not chunk:
+                        break
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, _, buf = buf.partition(b"\n")
+                        reply = self.instrument.handle(line)
+                        if reply:
+                            conn.sendall(reply)
+
+    def __enter__(self) -> "ScpiTcpServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
 
 
 def sine_power(mean_a: float = 0.6, amp_a: float = 0.2, period_s: float = 1.0, volts: float = 5.0) -> PowerFn:

@@ -10,8 +10,7 @@ import pytest
 from bench.meter.drivers import create
 from bench.meter.drivers.base import DeviceGone
 from bench.meter.drivers.ina_serial import crc16
-from bench.meter.drivers.scpi import parse_reply
-from meter_emulators import InaDevice, ScpiDevice
+from meter_emulators import InaDevice
 
 
 def collect(driver, seconds: float):
@@ -111,26 +110,3 @@ def test_ina_serial_unplug_raises_oserror(tmp_path):
             for _ in range(200):
                 drv.read()
         drv.close()
-
-
-def test_scpi_reply_parsing():
-    assert parse_reply(b"+3.2E+00\r") == pytest.approx(3.2)
-    assert parse_reply(b"5.1;0.62") == pytest.approx(3.162)
-    for bad in (b"", b"abc", b"1;2;3", b'-113,"Undefined header"'):
-        with pytest.raises(ValueError):
-            parse_reply(bad)
-
-
-@pytest.mark.parametrize("query,expected", [("MEAS:POW?", 3.0), ("MEAS:VOLT?;:MEAS:CURR?", 3.0)])
-def test_scpi_over_pty(tmp_path, query, expected):
-    link = str(tmp_path / "ttySCPI")
-    with ScpiDevice(link, power=lambda t: (12.0, 0.25), junk_every=5) as dev:
-        drv = create("scpi", {"port": link, "query": query, "rate_hz": "40", "timeout_s": "0.3"})
-        drv.open()
-        try:
-            t, p, _ = collect(drv, 0.8)
-        finally:
-            drv.close()
-    assert drv.idn.startswith("EMULATED,PA-1000")
-    assert drv.garbage >= 2
-    assert len(t) >= 15 and np.allclose(p, expected, rtol=1e-6)

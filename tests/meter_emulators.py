@@ -18,7 +18,9 @@ import time
 import tty
 from typing import Callable
 
-from bench.meter.drivers.ina_serial import frame
+import numpy as np
+
+from bench.meter.drivers.ina_wire import RECORD, encode_block, frame
 
 PowerFn = Callable[[float], tuple[float, float]]  # seconds since start -> (volts, amps)
 
@@ -107,23 +109,32 @@ class PtyDevice:
 
 
 class InaDevice(PtyDevice):
-    """The ina-serial firmware: ``D`` lines at ``rate_hz`` stamped with its own drifting microsecond clock.
+    """The ina-serial firmware at ``rate_hz``, stamped with its own drifting microsecond clock.
 
-    ``truth`` keeps (seq, host ns the sample was taken) for checking the host-side clock mapping. Injected faults:
-    ``garbage_every`` (a junk line after every N samples), ``corrupt_every`` (a bad CRC), ``skip_every`` (a lost
-    sequence number).
+    ``protocol=1``: the old firmware (D lines, ``t_us`` when the registers were read). ``protocol=2``: ``t_us`` is
+    the middle of the ``window_us`` conversion window, the sample leaves when the window ends, ``Fb``/``Ft`` switch
+    between binary blocks and text lines, and ``i2c_error_every`` / ``overflow_every`` send flagged records.
+    ``truth`` keeps (seq, host ns the sample stands for: the window middle in protocol 2). Other faults:
+    ``garbage_every`` (junk after every N samples), ``corrupt_every`` (a bad CRC), ``skip_every`` (a lost seq).
     """
 
     def __init__(self, link: str, rate_hz: float = 1000.0, power: PowerFn = constant(), drift_ppm: float = 0.0,
                  start_us: int = 123_456, tick_s: float = 0.005, garbage_every: int = 0, corrupt_every: int = 0,
-                 skip_every: int = 0, device_id: str = "EMU-INA-0001") -> None:
+                 skip_every: int = 0, device_id: str = "EMU-INA-0001", protocol: int = 1, window_us: int = 920,
+                 i2c_error_every: int = 0, overflow_every: int = 0, chip: str = "INA226") -> None:
         self.rate_hz = rate_hz
         self.power = power
         self.drift = 1.0 + drift_ppm * 1e-6
         self.start_us = start_us
         self.tick_s = tick_s
         self.garbage_every, self.corrupt_every, self.skip_every = garbage_every, corrupt_every, skip_every
+        self.i2c_error_every, self.overflow_every = i2c_error_every, overflow_every
         self.device_id = device_id
+        self.protocol = protocol
+        self.window_us = window_us if protocol == 2 else 0
+        self.chip = chip
+        self.binary = False
+        self.energy = 0.0  # J, what an INA228's accumulator would hold
         self.seq = 0
         self.k = 0
         self.truth: list[tuple[int, int]] = []
@@ -132,35 +143,58 @@ class InaDevice(PtyDevice):
         super().__init__(link)
 
     def header(self) -> bytes:
-        return frame(f"#H,1,emu-1.0,INA226,{self.device_id},10000,{int(self.rate_hz)}".encode())
+        if self.protocol == 1:
+            return frame(f"#H,1,emu-1.0,{self.chip},{self.device_id},10000,{int(self.rate_hz)}".encode())
+        lsb = "1" if self.chip == "INA228" else "0"
+        fmt = "binary" if self.binary else "text"
+        return frame(f"#H,2,emu-2.0,{self.chip},{self.device_id},10000,{int(self.rate_hz)},{self.window_us},"
+                     f"{fmt},{lsb}".encode())
 
     def step(self) -> None:
         cmds = self._commands(self.tick_s)
-        if b"?" in cmds:
+        if self.protocol == 2 and (b"Fb" in cmds or b"Ft" in cmds):
+            self.binary = b"Fb" in cmds
+        if b"?" in cmds or (self.protocol == 2 and b"F" in cmds):
             self.write(self.header())
         now = time.monotonic_ns()
         due = int((now - self.t0_ns) / 1e9 * self.rate_hz) + 1  # every sample taken by now, the newest included
-        out = []
+        rows, out = [], []
         while self.k < due:
-            t_host_ns = self.t0_ns + int(self.k * 1e9 / self.rate_hz)
+            t_host_ns = self.t0_ns + int(self.k * 1e9 / self.rate_hz) - self.window_us * 500  # the window middle
             t_s = (t_host_ns - self.t0_ns) / 1e9
             t_us = (self.start_us + int(t_s * 1e6 * self.drift)) % (1 << 32)
             volts, amps = self.power(t_s)
+            self.energy += volts * amps / self.rate_hz
             self.k += 1
             self.seq = (self.seq + 1) % (1 << 32)
             if self.skip_every and self.k % self.skip_every == 0:
                 continue
-            line = frame(b"D,%d,%d,%d,%d" % (self.seq, t_us, round(volts * 1000), round(amps * 1e6)))
+            status = (1 if self.i2c_error_every and self.k % self.i2c_error_every == 0 else
+                      2 if self.overflow_every and self.k % self.overflow_every == 0 else 0)
+            if status == 0:
+                self.truth.append((self.seq, t_host_ns))
+            mv, ua = (round(volts * 1000), round(amps * 1e6)) if status == 0 else (0, 0)
+            rows.append((t_us, ua, mv, status))
+            if status:
+                line = frame(b"E,%d,%d,%d" % (self.seq, t_us, status))
+            else:
+                line = frame(b"D,%d,%d,%d,%d" % (self.seq, t_us, mv, ua))
             if self.corrupt_every and self.k % self.corrupt_every == 0:
                 line = line[:-3] + b"00\n" if not line.endswith(b"00\n") else line[:-3] + b"11\n"
-            else:
-                self.truth.append((self.seq, t_host_ns))
+                if status == 0:
+                    self.truth.pop()
             out.append(line)
             if self.garbage_every and self.k % self.garbage_every == 0:
                 out.append(b"\x00\xffgarbage,1,2*ZZ\n")
-        if out:
+        if not rows:
+            return
+        if self.binary:
+            records = np.array(rows, dtype=RECORD)
+            energy = int(self.energy * 1e6) if self.chip == "INA228" else None  # 1 uJ per count in the header
+            self.write(encode_block(self.seq - len(rows) + 1, records, energy))
+        else:
             self.write(b"".join(out))
-            self.sent += len(out)
+        self.sent += len(rows)
 
 
 # UM frame facts as sigrok's rdtech-um driver and rd-usb read them: ids, steps, the power field, the end marker.

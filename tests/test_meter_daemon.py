@@ -184,7 +184,12 @@ def test_pty_unplugged_mid_stream_daemon_survives_and_reports_the_gap(sock_path,
             assert 0.2 < span["coverage"] < 0.95 and span["gaps_ns"]
             clean = c.energy(after - 200_000_000, after, wait_s=1.0)
             assert clean.coverage == 1.0 and clean.mean_w == pytest.approx(4.0, rel=1e-3)
-            assert c.info()["device_id"] == "EMU-INA-0001"
+            info = c.info()
+            assert info["device_id"] == "EMU-INA-0001"
+            # contract A (docs/meter-protocol.md): every driver's uncertainty, as the energy stage reads it
+            u = info["uncertainty"]
+            assert set(u) == {"power_rel", "power_abs_w", "time_s", "source"} and "SBOS547" in u["source"]
+            assert u["power_rel"] > 0 and u["power_abs_w"] > 0 and 0 < u["time_s"] < 0.01
     finally:
         dev.stop()
 

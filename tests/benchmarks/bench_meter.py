@@ -23,7 +23,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
 from bench.meter.buffer import RawLog, RingBuffer  # noqa: E402
 from bench.meter.drivers import create  # noqa: E402
-from bench.meter.drivers.ina_serial import frame  # noqa: E402
+from bench.meter.drivers.ina_wire import frame  # noqa: E402
 from bench.meter.local import spawn_daemon  # noqa: E402
 
 

@@ -1,8 +1,8 @@
-"""Serial plumbing the serial drivers share: opening a port and reading it in chunks.
+"""Serial plumbing the serial drivers share: opening a port and reading a stream in chunks.
 
 pyserial's ``readline`` reads one byte per system call and tops out near 2,000 lines/s; reading whatever is
-waiting and splitting it ourselves handles 100k lines/s (environment notes, section 6). Between reads the reader
-sleeps while the stream fills the tty buffer, so a 1 kHz stream costs about ten wake-ups per second, not thousands.
+waiting and decoding it ourselves handles 100k records/s (environment notes, section 6). Between reads the reader
+sleeps while the stream fills the tty buffer, so a 1 kHz stream costs a few wake-ups per second, not thousands.
 """
 
 from __future__ import annotations
@@ -15,9 +15,6 @@ import serial
 from bench.meter.drivers.base import DeviceGone, Driver
 
 log = logging.getLogger(__name__)
-
-MAX_LINE_BYTES = 4096
-
 
 def open_port(url: str, baudrate: int, timeout_s: float) -> serial.Serial:
     """Open a device path (or a pyserial URL such as ``rfc2217://`` or ``socket://``) as a raw 8N1 port."""
@@ -54,23 +51,21 @@ class SerialDriver(Driver):
         self._port = None
 
 
-class LineReader:
-    """Chunked line reader over an open port: ``read_block()`` -> (complete lines, host ns when the chunk arrived).
+class ChunkReader:
+    """Chunked reads of a streaming device: ``read_chunk()`` -> (bytes, host ns when they arrived).
 
     Raises ``DeviceGone`` after ``silence_s`` without a byte; pyserial raises SerialException (an OSError) when the
-    device is unplugged. Lines longer than ``MAX_LINE_BYTES`` are dropped and counted as garbage.
+    device is unplugged.
     """
 
     def __init__(self, port: serial.Serial, batch_s: float = 0.02, silence_s: float = 2.0) -> None:
         self.port = port
         self.batch_s = batch_s
         self.silence_s = silence_s
-        self._tail = b""
         self._last_byte_ns = time.monotonic_ns()
         self._sleep_s = 0.0  # how long to let the next chunk accumulate
         self._reads = 0
         self._rate = 0.0  # bytes/s, learnt from the reads
-        self.overlong = 0
 
     def read_chunk(self) -> tuple[bytes, int]:
         """One wake-up: sleep while the stream fills the buffer, then take everything queued in one read (or block
@@ -108,20 +103,5 @@ class LineReader:
             return 0.0
         return min(self.batch_s, TTY_TARGET_BYTES / self._rate) if self._rate else RATE_SPAN_S
 
-    def read_block(self) -> tuple[bytes, int]:
-        """Complete lines read in this wake-up, as one ``\\n``-terminated block (empty if none), and the host ns
-        the chunk arrived. Parsing a block at once lets a driver match every line with one regex call."""
-        data, now = self.read_chunk()
-        if not data:
-            return b"", now
-        buf = self._tail + data
-        cut = buf.rfind(b"\n") + 1
-        self._tail = buf[cut:]
-        if len(self._tail) > MAX_LINE_BYTES:
-            self._tail = b""
-            self.overlong += 1
-        return buf[:cut], now
-
     def reset(self) -> None:
-        self._tail = b""
         self._last_byte_ns = time.monotonic_ns()

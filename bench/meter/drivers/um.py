@@ -177,10 +177,10 @@ class RDTechUMDriver(SerialDriver):
             return self._bad_frame(exc)
         self._failures = 0
         self._note_model(reading)
-        if self._repeated(frame, t_ns):
-            return SampleBatch.empty()
+        if self._repeated(frame, t_ns) or prev_ns is None:
+            return SampleBatch.empty()  # a repeat; or the first reading, of unknown age: only the next change counts
         # The reading was taken after the previous poll (at most one refresh period back): stamp the middle.
-        span_ns = int(1e9 / REFRESH_HZ) if prev_ns is None else min(t_ns - prev_ns, int(1e9 / REFRESH_HZ))
+        span_ns = min(t_ns - prev_ns, int(1e9 / REFRESH_HZ))
         o = self.opts
         watts = reading.meter_watts if o["power"] == "meter" else reading.volts * reading.amps
         return SampleBatch.of([t_ns - span_ns // 2], [watts * o["v_gain"] * o["i_gain"]])

@@ -94,10 +94,21 @@ chmod 0644 "$etc/meter.toml"
 mkdir -p "$unit_dir"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@USER@|$svc_user|g" -e "s|@GROUP@|$svc_group|g" \
     "$REPO/scripts/$unit" >"$unit_dir/$unit"
-rm -f "$unit_dir/$unit.d/network.conf"
-if [ -n "$listen" ]; then
+rm -f "$unit_dir/$unit.d/network.conf" "$unit_dir/$unit.d/usb.conf"
+# The network for a listener, or for a LAN instrument (a VISA TCPIP resource, a socket:// URL).
+if [ -n "$listen" ] || [[ "${serve_args[*]:-}" == *TCPIP* || "${serve_args[*]:-}" == *socket://* ]]; then
     mkdir -p "$unit_dir/$unit.d"
     printf '[Service]\nPrivateNetwork=no\nRestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n' >"$unit_dir/$unit.d/network.conf"
+fi
+# A Joulescope: its udev rule (plugdev may open it) and the plugdev group for the daemon.
+if [ "$driver" = joulescope ]; then
+    mkdir -p "$unit_dir/$unit.d" "$root/etc/udev/rules.d"
+    printf '[Service]\nSupplementaryGroups=plugdev\n' >"$unit_dir/$unit.d/usb.conf"
+    install -m 0644 "$REPO/scripts/72-bench-joulescope.rules" "$root/etc/udev/rules.d/72-bench-joulescope.rules"
+    if [ -z "$root" ]; then
+        getent group plugdev >/dev/null || groupadd --system plugdev
+        udevadm control --reload-rules && udevadm trigger --subsystem-match=usb
+    fi
 fi
 if [ -n "$root" ]; then
     echo "wrote $etc/meter.toml and $unit_dir/$unit under $root"

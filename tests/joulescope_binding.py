@@ -14,7 +14,7 @@ JSDRV_PAYLOAD_TYPE_STATISTICS, and joulescope_driver src/js110_usb.c ``statistic
   the sample streams (``s/i/ctrl`` ...) make the instrument stream to the host;
 - the JS220 publishes ``<dev>/s/stats/value`` once ``s/stats/ctrl`` is 1, every ``s/stats/scnt`` samples at 1 Msps;
 - a failed publish raises ``RuntimeError("jsdrv_publish failed <rc> <name> | <description><topic>")``.
-Delivery: each record reaches the host 3-7 ms after its interval ends (USB + driver thread), and ``stall_at`` holds
+The load is ``Instrument.load`` (W over seconds since the start). Delivery: each record reaches the host 3-7 ms after its interval ends (USB + driver thread), and ``stall_at`` holds
 one record back so the next ones arrive bunched.
 """
 
@@ -26,6 +26,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Callable
 
 MODELS = {"js110": (2_000_000, "s/sstats/value"), "js220": (1_000_000, "s/stats/value")}
 
@@ -34,10 +35,11 @@ def power(t_s: float) -> float:
     return 3.0 + 1.5 * math.sin(2 * math.pi * t_s / 1.3)
 
 
-def energy(t0_s: float, t1_s: float) -> float:
-    """Exact integral of ``power`` over [t0, t1]."""
-    k = 1.3 / (2 * math.pi)
-    return 3.0 * (t1_s - t0_s) - 1.5 * k * (math.cos(t1_s / k) - math.cos(t0_s / k))
+def energy(load: Callable[[float], float], t0_s: float, t1_s: float, steps: int = 400) -> float:
+    """The integral of ``load`` over [t0, t1] (Simpson's rule: exact for the default sine to 1e-9)."""
+    h = (t1_s - t0_s) / steps
+    inner = sum((4 if k % 2 else 2) * load(t0_s + k * h) for k in range(1, steps))
+    return h / 3 * (load(t0_s) + inner + load(t1_s))
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Instrument:
     drift_ppm: float = 40.0
     counter_start: int = (1 << 32) - 3_000_000  # the JS110 counter wraps 1.5 s in
     stall_at: int = -1
+    load: Callable[[float], float] = power  # W at seconds since the instrument started
+    t0_ns: int = 0
     is_open: bool = False
     published: list = field(default_factory=list)
     truth: list = field(default_factory=list)  # (host ns interval start, host ns interval end, mean W)
@@ -125,7 +129,7 @@ class FakeJsdrv:
         """Emit the instrument's statistics on its own drifting clock, delivered 3-7 ms late."""
         fs, topic = MODELS[inst.model]
         rng = random.Random(7)
-        t0_ns = time.monotonic_ns()
+        t0_ns = inst.t0_ns = time.monotonic_ns()
         dev_rate = fs * (1 + inst.drift_ppm * 1e-6)  # device samples per host second
         sample = inst.counter_start
         elapsed = 0
@@ -140,7 +144,7 @@ class FakeJsdrv:
             delay = (due_ns - time.monotonic_ns()) / 1e9 + rng.uniform(0.003, 0.007)
             if delay > 0:
                 time.sleep(delay)
-            e = energy(a_s, b_s)
+            e = energy(inst.load, a_s, b_s)
             acc += e
             record = self._record(sample % (1 << 32) if inst.model == "js110" else sample, block, fs, e / (b_s - a_s), acc)
             sample += block

@@ -271,13 +271,15 @@ class ScpiInstrument:
         self.power = power
         self.junk_every, self.overload_every, self.late_every, self.late_s = junk_every, overload_every, late_every, late_s
         self.queries = 0
+        self.truth: list[int] = []  # host ns of each measurement (the moment its query arrived)
         self.setup: list[bytes] = []
         self.errors: list[bytes] = []
         self.t0 = time.monotonic()
 
     def handle(self, line: bytes) -> bytes | None:
         q = line.strip().upper()
-        volts, amps = self.power(time.monotonic() - self.t0)
+        arrived_ns = time.monotonic_ns()
+        volts, amps = self.power(arrived_ns / 1e9 - self.t0)
         if q == b"*IDN?":
             return b"EMULATED,PA-1000,SN4242,1.02\n"
         if q == b"SYST:ERR?":
@@ -296,6 +298,7 @@ class ScpiInstrument:
         if q not in replies:
             self.errors.append(b'-113,"Undefined header"')
             return None
+        self.truth.append(arrived_ns)
         if self.junk_every and self.queries % self.junk_every == 0:
             return b'-113,"Undefined header"\n'
         if self.overload_every and self.queries % self.overload_every == 0:

@@ -237,6 +237,7 @@ class UmDevice(PtyDevice):
         self.polls = 0
         self.t0_ns = time.monotonic_ns()
         self.truth: list[tuple[int, float]] = []
+        self.served: list[tuple[int, int]] = []  # (host ns of the poll, host ns of the reading it got)
         super().__init__(link)
 
     def step(self) -> None:
@@ -249,6 +250,7 @@ class UmDevice(PtyDevice):
             volts, amps = self.power((t_ns - self.t0_ns) / 1e9)
             if not self.truth or self.truth[-1][0] != t_ns:
                 self.truth.append((t_ns, volts * amps))
+            self.served.append((time.monotonic_ns(), t_ns))
             reply = um_frame(self.model, volts, amps, mwh=k)
             if self.bad_every and self.polls % self.bad_every == 0:
                 reply = reply[:60]

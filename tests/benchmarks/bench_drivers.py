@@ -41,10 +41,11 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def load_w(t: np.ndarray | float) -> np.ndarray | float:
-    """The Pi-like load: idle 2.85 W, a 2.2 s answer at 6.5 W every 4 s (30 ms ramps), a 0.15 W 7 Hz ripple."""
-    phase = np.mod(t, 4.0)
-    ramp = np.clip(np.minimum(phase, 2.2 - phase) / 0.03, 0.0, 1.0)
-    return 2.85 + (6.5 - 2.85) * ramp + 0.15 * np.sin(2 * math.pi * 7 * np.asarray(t))
+    """The Pi-like load: idle 2.85 W, a 2.1 s answer at 6.5 W every 3.7 s (30 ms ramps), a 0.15 W 7.3 Hz ripple.
+    The periods are not multiples of any meter's sampling period, as real answers are not."""
+    phase = np.mod(t, 3.7)
+    ramp = np.clip(np.minimum(phase, 2.1 - phase) / 0.03, 0.0, 1.0)
+    return 2.85 + (6.5 - 2.85) * ramp + 0.15 * np.sin(2 * math.pi * 7.3 * np.asarray(t))
 
 
 def load_va(t: float) -> tuple[float, float]:
@@ -92,8 +93,13 @@ def read_driver(name: str, drv, seconds: float, origin_ns, truth) -> Run:  # noq
 
 def um_run(model: str, link: str) -> Run:
     with UmDevice(link, model=model, power=load_va) as dev:
-        return read_driver(model, create(model, {"port": link}), DRIVERS_S, lambda: dev.t0_ns,
-                           lambda: [t for t, _ in dev.truth])
+        run = read_driver(model, create(model, {"port": link}), DRIVERS_S, lambda: dev.t0_ns, lambda: [])
+        served = np.array(dev.served, np.int64)
+    # A sample stands for the reading served at the first poll after its stamp (the stamp lies between the
+    # previous poll and its own, or a quarter period before its own).
+    first_after = np.searchsorted(served[:, 0], run.t_ns, side="right")
+    run.truth_ns = served[np.minimum(first_after, len(served) - 1), 1]
+    return run
 
 
 def scpi_run(link: str) -> Run:
@@ -139,16 +145,11 @@ def joulescope_run(path: str, hz: int) -> Run:
 
 
 def matched_truth(run: Run) -> np.ndarray:
-    """Index of the reading each sample stands for: by sequence number (ina-serial), else the nearest in time; a UM
-    stamp may be off by up to a refresh period, so there the reading within 0.5 s whose value it carries."""
-    if run.name.startswith("ina"):
+    """Index of the reading each sample stands for: already aligned (ina-serial by sequence number, UM meters by the
+    poll that served it), else the nearest in time."""
+    if run.name.startswith(("ina", "um")):
         return np.arange(len(run.t_ns))
-    dt = run.t_ns[:, None] - run.truth_ns[None, :]
-    if not run.name.startswith("um"):
-        return np.abs(dt).argmin(axis=1)
-    truth_p = load_w((run.truth_ns - run.t0_ns) / 1e9)
-    cost = np.where(np.abs(dt) < 5e8, np.abs(run.p_w[:, None] - truth_p[None, :]), np.inf)
-    return cost.argmin(axis=1)
+    return np.abs(run.t_ns[:, None] - run.truth_ns[None, :]).argmin(axis=1)
 
 
 def window_errors(run: Run, span_s: float, n: int = 400) -> np.ndarray:

@@ -60,7 +60,7 @@ def _run_ina_device(link: str, rate_hz: int, ready: "multiprocessing.synchronize
                     stop: "multiprocessing.synchronize.Event") -> None:
     from meter_emulators import InaDevice
 
-    with InaDevice(link, rate_hz=rate_hz, tick_s=0.01):
+    with InaDevice(link, rate_hz=rate_hz, tick_s=0.01, protocol=2):  # the firmware's binary blocks
         ready.set()
         stop.wait()
 

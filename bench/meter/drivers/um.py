@@ -5,15 +5,18 @@ Public protocol facts (sigrok's rdtech-um driver, rd-usb): the host writes the b
 at 6, temperature C (u16) at 10. The UM24C and UM25C end the frame with 0xFFF1; the UM34C ends it with a checksum
 byte (an XOR over a fixed set of offsets) at 129. The UM25C reports 1 mV / 0.1 mA steps, the others 10 mV / 1 mA.
 
-The meters refresh their reading about twice a second whatever the poll rate, so the driver polls at that rate,
-drops a reply that repeats the previous reading, and stamps each reading by its age: it was taken at some moment
-since the previous poll (at most one refresh period back), so the stamp is the middle of that span and its
-uncertainty half of it (about ±0.25 s). That suits windows of tens of seconds, not a 1.5 s prefill.
+The meters refresh their reading about twice a second whatever the poll rate, so the driver polls at that rate on
+average, drops a reply that repeats the previous reading, and stamps each reading by its age: it was taken at some
+moment since the previous poll (at most one refresh period back), so the stamp is the middle of that span and its
+uncertainty half of it (about ±0.25 s). Each poll interval is drawn from 0.5-1.5 periods, so the polls do not lock
+to the meter's refresh at one phase (which would make every stamp err the same way). That suits windows of tens
+of seconds, not a 1.5 s prefill.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import struct
 import time
 from dataclasses import dataclass
@@ -111,6 +114,7 @@ class RDTechUMDriver(SerialDriver):
         self._next_poll = 0.0
         self._failures = 0
         self._prev_poll_ns: int | None = None
+        self._phase = random.Random()
         self._last_body: bytes | None = None
         self._last_kept_ns = 0
         self.repeats = 0
@@ -138,7 +142,7 @@ class RDTechUMDriver(SerialDriver):
         half_step_w = 0.0005 if self.opts["power"] == "meter" else 0.5 * (m.volts_per_count + 5 * m.amps_per_count)
         return Uncertainty(
             power_rel=self.opts["accuracy_rel"], power_abs_w=half_step_w,
-            time_s=0.5 / max(float(self.opts["rate_hz"]), REFRESH_HZ),
+            time_s=0.5 * min(1.5 / float(self.opts["rate_hz"]), 1 / REFRESH_HZ),
             source=f"{m.name}: resolution from the frame layout (sigrok rdtech-um); gain error "
                    f"{'from the accuracy_rel option' if self.opts['accuracy_rel'] else 'not known (set accuracy_rel)'}; "
                    f"stamp: half the span the reading was taken in (refresh ~2 Hz, rd-usb issue 54)")
@@ -168,7 +172,8 @@ class RDTechUMDriver(SerialDriver):
         delay = self._next_poll - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        self._next_poll = max(self._next_poll + 1.0 / self.opts["rate_hz"], time.monotonic())
+        period = self._phase.uniform(0.5, 1.5) / self.opts["rate_hz"]  # on average rate_hz, at no fixed phase
+        self._next_poll = max(self._next_poll + period, time.monotonic())
         t_ns, frame = self.poll()
         prev_ns, self._prev_poll_ns = self._prev_poll_ns, t_ns
         try:

@@ -61,7 +61,8 @@ def test_js110_uses_on_instrument_statistics_and_the_device_counter(monkeypatch)
     assert len(t) >= 6 and np.all(np.diff(t) > 0)
     err_ms, nearest = stamp_errors_ms(t, inst.truth)
     assert len(set(nearest.tolist())) == len(t)  # one sample per interval, the stalled one included
-    assert np.all(np.abs(err_ms) < 10), err_ms  # not 'arrival minus half an interval'; the stall does not bunch
+    # not 'arrival minus half an interval' (250 ms at 2 Hz), and the stalled record is not bunched with the next
+    assert np.median(np.abs(err_ms)) < 8 and np.all(np.abs(err_ms) < 40), err_ms
     truth_w = np.array([w for _, _, w in inst.truth])[nearest]
     assert np.allclose(p, truth_w, rtol=1e-4)  # the accumulator's energy over each span (40 ppm drift)
 

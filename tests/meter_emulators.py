@@ -134,6 +134,8 @@ class InaDevice(PtyDevice):
         self.window_us = window_us if protocol == 2 else 0
         self.chip = chip
         self.binary = False
+        self._rows: list[tuple[int, int, int, int]] = []  # binary records not sent yet
+        self._rows_since_ns = 0
         self.energy = 0.0  # J, what an INA228's accumulator would hold
         self.seq = 0
         self.k = 0
@@ -189,12 +191,23 @@ class InaDevice(PtyDevice):
         if not rows:
             return
         if self.binary:
-            records = np.array(rows, dtype=RECORD)
-            energy = int(self.energy * 1e6) if self.chip == "INA228" else None  # 1 uJ per count in the header
-            self.write(encode_block(self.seq - len(rows) + 1, records, energy))
+            self._send_blocks(rows)
         else:
             self.write(b"".join(out))
         self.sent += len(rows)
+
+    def _send_blocks(self, rows: list[tuple[int, int, int, int]]) -> None:
+        """Like the firmware: a block every 32 records or 20 ms, whichever comes first."""
+        if not self._rows:
+            self._rows_since_ns = time.monotonic_ns()
+        self._rows.extend(rows)
+        if len(self._rows) < 32 and time.monotonic_ns() - self._rows_since_ns < 20_000_000:
+            return
+        energy = int(self.energy * 1e6) if self.chip == "INA228" else None  # 1 uJ per count in the header
+        first = self.seq - len(self._rows) + 1
+        for k in range(0, len(self._rows), 32):
+            self.write(encode_block(first + k, np.array(self._rows[k:k + 32], dtype=RECORD), energy))
+        self._rows = []
 
 
 # UM frame facts as sigrok's rdtech-um driver and rd-usb read them: ids, steps, the power field, the end marker.

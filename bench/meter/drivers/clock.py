@@ -17,6 +17,7 @@ from collections import deque
 import numpy as np
 
 WRAP_32 = 1 << 32
+BACK_SLEW = 0.5
 
 
 class Unwrapper:
@@ -55,22 +56,26 @@ def _fit_slope(x: np.ndarray, y: np.ndarray) -> float | None:
 
 
 class ClockMap:
-    """Device microseconds -> host monotonic ns, refit at every anchor, continuous and strictly increasing.
+    """Device microseconds -> host monotonic ns, continuous and strictly increasing; the offset is refit whenever an
+    anchor bucket closes, the slope every ``refit_every`` buckets (drift changes slowly; the fit is the costly part).
 
     The fitted line (least-squares slope, lower-envelope offset) is the *target*; the mapping handed out follows
     it like a disciplined clock: each batch continues from where the previous one ended, and the difference to the
     target is slewed away at most ``max_slew`` (fraction of elapsed time), so refits never make time jump back.
-    An error beyond ``step_ns`` (a stall, a glitch) is stepped at once.
+    A lag beyond ``step_ns`` (a stall) is stepped at once; a lead beyond it (the first anchors arrived late, fresher
+    ones show it) is slewed away at up to ``BACK_SLEW``, so stamps stay increasing and no sample is dropped.
     """
 
     def __init__(self, window: int = 512, bucket_s: float = 0.25, min_span_s: float = 5.0, max_slew: float = 0.02,
-                 step_ns: float = 50e6, offset_buckets: int = 32) -> None:
+                 step_ns: float = 50e6, offset_buckets: int = 32, refit_every: int = 8) -> None:
         self.window = window
         self.bucket_ns = bucket_s * 1e9
         self.min_span_ns = min_span_s * 1e9
         self.max_slew = max_slew
         self.step_ns = step_ns
         self.offset_buckets = offset_buckets
+        self.refit_every = refit_every  # buckets between slope fits: a crystal's drift changes over minutes
+        self._closed = 0
         self._dev: deque[float] = deque(maxlen=window)  # one anchor per bucket: the one with the least delay
         self._host: deque[float] = deque(maxlen=window)
         self._bucket: tuple[int, float, float] | None = None  # (bucket number, device ns, host ns) best so far
@@ -90,6 +95,7 @@ class ClockMap:
         self.slope = 1.0
         self._offset = 0.0
         self._last = None
+        self._closed = 0
 
     @property
     def anchors(self) -> int:
@@ -115,7 +121,9 @@ class ClockMap:
             self._bucket = (k, x1, y1)
         elif not closed and self._last is not None:
             return  # nothing changed: the fit stays (keeps the per-chunk cost near zero)
-        if closed and len(self._dev) >= 3 and self._dev[-1] - self._dev[0] >= self.min_span_ns:
+        self._closed += closed
+        if (closed and self._closed % self.refit_every == 0 and len(self._dev) >= 3
+                and self._dev[-1] - self._dev[0] >= self.min_span_ns):
             x = np.fromiter(self._dev, float, len(self._dev))
             y = np.fromiter(self._host, float, len(self._host))
             slope = _fit_slope(x, y)
@@ -139,11 +147,11 @@ class ClockMap:
             span = x[-1] - x0
             predicted_end = y0 + self.slope * span
             err = target[-1] - predicted_end
-            if abs(err) > self.step_ns or span <= 0:
+            if err > self.step_ns or span <= 0:  # a stall: jump forward
                 self.steps += 1
                 y = target
-            else:
-                limit = self.max_slew * span
+            else:  # never back: a large lead (the first anchors came late) is slewed away at up to half speed
+                limit = (self.max_slew if err >= -self.step_ns else BACK_SLEW) * span
                 rate = self.slope + min(max(err, -limit), limit) / span
                 y = y0 + rate * (x - x0)
         self._last = (float(x[-1]), float(y[-1]))

@@ -158,7 +158,10 @@ class InaSerialDriver(SerialDriver):
                         self.opts["port"], self.opts["header_timeout_s"])
         self._choose_wire()
         log.info("ina-serial on %s: %s", self.opts["port"], self.header)
-        self._decoder.reset()
+        # What queued while we talked to the bridge is stale: its arrival says nothing about when it was measured,
+        # and a first clock anchor that late would make the map step back once fresher data arrives.
+        self._port.reset_input_buffer()
+        self._decoder.reset(resync=True)
         self._reader.reset()
 
     def _command(self, cmd: bytes) -> None:

@@ -123,9 +123,16 @@ class StreamDecoder:
 
     garbage: int = 0
     _tail: bytes = b""
+    _resync: bool = False  # after a flush the stream starts mid-record: skip quietly to the first record boundary
 
     def feed(self, data: bytes) -> Decoded:
         buf = self._tail + data
+        if self._resync:
+            starts = [x for x in (buf.find(MAGIC), buf.find(b"\n") + 1 if b"\n" in buf else -1) if x >= 0]
+            if not starts:
+                self._tail = buf[-1:]  # the first byte of a magic may end this chunk
+                return self._join([], [], None)
+            buf, self._resync = buf[min(starts):], False
         cols: list[tuple] = []
         headers: list[dict[str, str]] = []
         run = BlockRun()  # consecutive binary blocks, decoded together
@@ -226,5 +233,6 @@ class StreamDecoder:
             return Decoded(empty, empty, empty, empty, empty, headers, energy)
         return Decoded(*(np.concatenate(c) for c in zip(*cols)), headers=headers, energy=energy)
 
-    def reset(self) -> None:
+    def reset(self, resync: bool = False) -> None:
         self._tail = b""
+        self._resync = resync

@@ -146,9 +146,12 @@ def joulescope_run(path: str, hz: int) -> Run:
 
 def matched_truth(run: Run) -> np.ndarray:
     """Index of the reading each sample stands for: already aligned (ina-serial by sequence number, UM meters by the
-    poll that served it), else the nearest in time."""
+    poll that served it), joulescope records in order, SCPI replies the nearest query in time."""
     if run.name.startswith(("ina", "um")):
         return np.arange(len(run.t_ns))
+    if run.name.startswith("joulescope"):  # one sample per statistics record, in order, from the first one read
+        first = int(np.abs(run.truth_ns - run.t_ns[0]).argmin())
+        return np.minimum(first + np.arange(len(run.t_ns)), len(run.truth_ns) - 1)
     return np.abs(run.t_ns[:, None] - run.truth_ns[None, :]).argmin(axis=1)
 
 

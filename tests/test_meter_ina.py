@@ -27,6 +27,16 @@ def collect(driver, seconds: float):
     return np.concatenate(t), np.concatenate(p), gaps
 
 
+def read_ina(link: str, seconds: float, **opts):
+    """An ina-serial driver on ``link``, opened, read for ``seconds`` and closed: (driver, t_ns, power_w, gaps)."""
+    drv = create("ina-serial", {"port": link, **opts})
+    drv.open()
+    try:
+        return (drv, *collect(drv, seconds))
+    finally:
+        drv.close()
+
+
 def test_crc16_is_ccitt_false():
     assert crc16(b"123456789") == 0x29B1  # the catalogue check value of CRC-16/CCITT-FALSE
 
@@ -34,12 +44,7 @@ def test_crc16_is_ccitt_false():
 def test_ina_serial_samples_power_and_header(tmp_path):
     link = str(tmp_path / "ttyINA")
     with InaDevice(link, rate_hz=1000, power=lambda t: (5.1, 0.6)) as dev:
-        drv = create("ina-serial", {"port": link})
-        drv.open()
-        try:
-            t, p, gaps = collect(drv, 1.0)
-        finally:
-            drv.close()
+        drv, t, p, gaps = read_ina(link, 1.0)
     assert drv.header["device_id"] == "EMU-INA-0001"
     assert drv.describe()["device_id"] == "EMU-INA-0001"
     assert len(t) > 800
@@ -76,12 +81,7 @@ def test_ina_serial_maps_drifting_device_clock_to_host(tmp_path):
 def test_ina_serial_counts_garbage_bad_crc_and_lost_samples(tmp_path):
     link = str(tmp_path / "ttyINA")
     with InaDevice(link, rate_hz=1000, garbage_every=50, corrupt_every=97, skip_every=101) as dev:
-        drv = create("ina-serial", {"port": link})
-        drv.open()
-        try:
-            t, p, _ = collect(drv, 1.0)
-        finally:
-            drv.close()
+        drv, t, p, _ = read_ina(link, 1.0)
     assert drv.garbage >= 20  # ~20 junk lines and ~10 bad CRCs per second
     assert drv.lost >= 5  # skipped sequence numbers
     assert np.all(np.isfinite(p)) and len(t) > 700

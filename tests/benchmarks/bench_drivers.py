@@ -81,6 +81,16 @@ def collect(drv, seconds: float) -> tuple[np.ndarray, np.ndarray, list]:
     return (np.concatenate([b.t_ns for b in batches]), np.concatenate([b.power_w for b in batches]), batches)
 
 
+def opened(name: str, opts: dict, seconds: float):
+    """A driver opened, read for ``seconds`` and closed: (driver, t_ns, power_w, batches)."""
+    drv = create(name, opts)
+    drv.open()
+    try:
+        return (drv, *collect(drv, seconds))
+    finally:
+        drv.close()
+
+
 def read_driver(name: str, drv, seconds: float, origin_ns, truth) -> Run:  # noqa: ANN001
     drv.open()
     try:
@@ -214,25 +224,16 @@ def fault_table(tmp: str) -> None:
     print("faults injected (counted by the driver; none becomes a sample):")
     link = os.path.join(tmp, "rf-faults")
     with UmDevice(link, model="um34c", power=load_va, bad_every=5):
-        drv = create("um34c", {"port": link})
-        drv.open()
-        collect(drv, 6.0)
-        drv.close()
+        drv, *_ = opened("um34c", {"port": link}, 6.0)
     print(f"  um34c, every 5th frame truncated:          {drv.counters()}")
     link = os.path.join(tmp, "ttySCPIf")
-    with ScpiDevice(link, power=load_va, overload_every=7, late_every=11, late_s=1.5, junk_every=13) as dev:
-        drv = create("scpi", {"port": link})
-        drv.open()
-        _, p, _ = collect(drv, 8.0)
-        drv.close()
+    with ScpiDevice(link, power=load_va, overload_every=7, late_every=11, late_s=1.5, junk_every=13):
+        drv, _, p, _ = opened("scpi", {"port": link}, 8.0)
     print(f"  scpi, 9.9E37 / 1.5 s late / junk replies:  {drv.counters()}; samples {len(p)}, all finite and < 10 W: "
           f"{bool(np.all(p < 10))}")
     link = os.path.join(tmp, "ttyINAf")
-    with InaDevice(link, protocol=2, power=load_va, i2c_error_every=97, overflow_every=131, corrupt_every=0):
-        drv = create("ina-serial", {"port": link})
-        drv.open()
-        _, p, batches = collect(drv, 3.0)
-        drv.close()
+    with InaDevice(link, protocol=2, power=load_va, i2c_error_every=97, overflow_every=131):
+        drv, _, p, batches = opened("ina-serial", {"port": link}, 3.0)
     print(f"  ina-serial v2, I2C errors and overflow:    {drv.counters()}; gaps {sum(b.gap_before for b in batches)}; "
           f"min power {p.min():.3f} W")
 

@@ -152,7 +152,8 @@ def test_protocol2_bridge_switches_to_binary_and_stamps_the_window_middle(tmp_pa
         drv = create("ina-serial", {"port": link})
         drv.open()
         try:
-            t, p, _ = collect(drv, 3.0)
+            collect(drv, 2.0)  # the clock map settles (on a loaded host its first anchors can be ~10 ms late)
+            t, p, _ = collect(drv, 2.0)
             last_seq = drv._last_seq
         finally:
             drv.close()
@@ -161,8 +162,7 @@ def test_protocol2_bridge_switches_to_binary_and_stamps_the_window_middle(tmp_pa
     assert np.allclose(p, 5.1 * 0.6, rtol=1e-6) and drv.garbage == 0 and drv.lost == 0
     expected = np.array([truth[s] for s in range(last_seq - len(t) + 1, last_seq + 1)])
     err_ms = (t - expected) / 1e6
-    settled = err_ms[len(err_ms) // 2:]
-    assert abs(np.median(settled)) < 2.0 and np.percentile(np.abs(settled), 95) < 5.0
+    assert abs(np.median(err_ms)) < 2.0 and np.percentile(np.abs(err_ms), 95) < 5.0
     u = drv.uncertainty()
     assert "SBOS547" in u.source and u.power_rel == pytest.approx(0.012) and u.time_s == pytest.approx(0.001)
 

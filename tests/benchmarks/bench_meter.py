@@ -5,7 +5,7 @@
   query       energy lookups over one hour of 1 kHz data (in process, and over the socket); an answer's three
               windows in one request vs three
   accuracy    integration error against analytic waveforms
-  memory      ring buffer bytes and process RSS after one hour of 1 kHz data
+  memory      bytes of a ring holding one hour of 1 kHz data (the daemon's own RSS over a day: bench_meter_days.py)
 """
 
 from __future__ import annotations
@@ -29,14 +29,6 @@ from bench.meter.local import spawn_daemon  # noqa: E402
 
 def report(name: str, value: float, unit: str, target: str = "") -> None:
     print(f"{name:48s} {value:14.4f} {unit:10s} {target}", flush=True)
-
-
-def rss_kib(pid: int | str = "self") -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def cpu_s(pid: int) -> float:
@@ -120,13 +112,12 @@ def fill_hour(buf: RingBuffer, rate_hz: float = 1000.0, seconds: int = 3600) -> 
 
 
 def bench_query_and_memory() -> None:
-    rss0 = rss_kib()
     buf = RingBuffer(int(3600 * 1000 * 1.1), gap_ns=10_000_000)
     t0 = time.perf_counter()
     t, p = fill_hour(buf)
     fill_s = time.perf_counter() - t0
-    report("memory: ring buffer after 1 h at 1 kHz", buf.nbytes() / 2**20, "MiB")
-    report("memory: process RSS growth after 1 h at 1 kHz", (rss_kib() - rss0) / 1024, "MiB")
+    report("memory: a ring holding 1 h at 1 kHz (21 B/sample)", buf.nbytes() / 2**20, "MiB",
+           "the daemon holds 20 MiB: bench_meter_days.py")
     report("ingest: buffer append, 50-sample batches", len(t) / fill_s, "samples/s")
     rng = np.random.default_rng(1)
     lat = []

@@ -20,6 +20,7 @@ from bench.meter import tls
 from bench.meter.address import MeterAddress
 from bench.meter.client import connect
 from bench.meter.local import spawn_daemon
+from bench.report.clock import notes as clock_notes
 from bench.results import answers_frame
 from runner_support import paced_ollama_server, paced_spec, run_bench
 
@@ -174,3 +175,7 @@ def test_a_run_against_a_remote_meter_records_each_windows_clock_and_flags_by_th
         assert flag == 1 and coverage == 1.0  # a 1 ns tolerance flags every window; 1 ms (the default) none
     frame = answers_frame(tmp_path / "out" / "results.db")
     assert (frame["clock_flag"] == 1).all() and (frame["clock_bound_ms"] < 1.0).all()
+    (note,) = clock_notes(frame)  # what the report says next to its energy notes
+    assert "2 answers' windows were converted" in note and "2 answers exceeded the spec's clock tolerance" in note
+    local = frame.assign(clock_bound_ms=float("nan"), clock_flag=float("nan"))
+    assert clock_notes(local) == []  # a meter on the measured machine: nothing to say

@@ -94,10 +94,6 @@ class MeterClient:
         self._closed = threading.Event()
         self._syncer: threading.Thread | None = None
 
-    @property
-    def socket_path(self) -> str:
-        return str(self.address)
-
     # -- connection -------------------------------------------------------------------------------------------------
 
     def _readline(self, timeout_s: float) -> bytes:

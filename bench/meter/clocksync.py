@@ -104,10 +104,6 @@ class ClockModel:
             self._ex.clear()
             self._poly = []
 
-    def best_delay_ns(self) -> int | None:
-        with self._lock:
-            return min((e.delay_ns for e in self._ex), default=None)
-
     # -- building the polygon --------------------------------------------------------------------------------------
 
     def _strip(self, e: Exchange) -> tuple[float, float, float]:

@@ -62,9 +62,6 @@ class DaemonConfig:
         if abs(self.clock_drift_ppm) >= 1000:
             raise MeterError(f"meter daemon: clock_drift_ppm must be within +-1000, got {self.clock_drift_ppm}")
 
-    def replace(self, **changes: Any) -> "DaemonConfig":
-        return dataclasses.replace(self, **changes)
-
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` or ``[IPv6]:PORT`` -> (host, port); anything else is one line naming the value."""

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ResultsError
-from bench.report import (aggregate, compare, devices, energy_bounds, findings, numbers, pareto, phases, plots,
-                          protocol, render, roofline)
+from bench.report import (aggregate, clock, compare, devices, energy_bounds, findings, numbers, pareto, phases,
+                          plots, protocol, render, roofline)
 from bench.report.published import load_published
 from bench.report.review import ReviewInputs, review
 from bench.report.traces import as_trace
@@ -113,6 +113,7 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
         notes.append(f"{failed} of {int(cells_['n_rows'].sum())} answers ended without a recorded answer (timeout, "
                      "error or skipped); they are counted in cells.csv and left out of every mean.")
     notes += energy_bounds.notes(cells_, run_info.get("meter uncertainty"))
+    notes += clock.notes(frame)
     if source == "supplied":
         notes.append(f"Tables and per-model values come from supplied per-(model, dataset) aggregates; the answers "
                      f"frame reproduces them within {tolerance_abs} (recorded in numbers.json).")

@@ -62,7 +62,7 @@ def exited_within(pid: int, seconds: float) -> bool:
 
 
 def test_a_burst_of_sigterms_stops_the_daemon_cleanly_every_time(tmp_path):
-    for run in range(5):
+    for run in range(3):
         log_dir = tmp_path / f"log{run}"
         with spawn_daemon("sim", {"rate_hz": 1000, "batch_s": 0.01}, str(tmp_path / f"m{run}.sock"),
                           log_dir=log_dir) as d:
@@ -201,7 +201,7 @@ def test_spawned_daemons_leave_nothing_in_tmp(tmp_path, monkeypatch):
     private = tmp_path / "tmp"
     private.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(private))  # this test's own /tmp: others' runs share the real one
-    for _ in range(3):
+    for _ in range(2):
         with spawn_daemon("sim", {"rate_hz": 100}) as d, d.connect() as c:
             c.info()
     assert list(private.iterdir()) == []
@@ -274,7 +274,7 @@ def test_idle_slow_and_vanishing_clients_never_lock_out_a_well_behaved_one(tmp_p
     with spawn_daemon("sim", {"rate_hz": 200}, sock, hello_timeout_s=0.5, idle_timeout_s=2.0, evict_idle_s=0.5,
                       send_timeout_s=0.5) as d:
         time.sleep(0.5)  # history for the well-behaved client's windows
-        until = time.monotonic() + 8.0
+        until = time.monotonic() + 5.0
         crowd = [Nuisance(sock, random.Random(rng.random()), until) for _ in range(40)]
         for t in crowd:
             t.start()
@@ -292,7 +292,7 @@ def test_idle_slow_and_vanishing_clients_never_lock_out_a_well_behaved_one(tmp_p
         with d.connect() as c:
             stats = c.stats()
         assert d.process.poll() is None
-    assert served >= 20 and worst < 5.0
+    assert served >= 12 and worst < 5.0
     assert stats["hello_timeouts"] > 0 and stats["idle_closed"] + stats["evicted_idle"] > 0
 
 

@@ -42,9 +42,10 @@ def session(path: str) -> tuple[socket.socket, object]:
     return s, f
 
 
-def closed_by_peer(s: socket.socket) -> bool:
+def evicted(s: socket.socket) -> bool:
+    """The daemon told this session it gave its slot away, and closed it."""
     readable, _, _ = select.select([s], [], [], 0)
-    return bool(readable) and s.recv(1, socket.MSG_PEEK) == b""
+    return bool(readable) and b'"reason":"evicted:' in s.recv(4096, socket.MSG_PEEK)
 
 
 def exited_within(pid: int, seconds: float) -> bool:
@@ -118,6 +119,7 @@ def test_hello_deadline_and_idle_timeout_free_their_slots(tmp_path):
         assert 0.4 < time.monotonic() - t0 < 2.0 and silent.recv(100) == b""
         idle, f = session(sock)
         t0 = time.monotonic()
+        assert json.loads(f.readline()) == {"event": "end", "reason": "idle: no request for 1 s"}  # then it closes
         assert f.readline() == b"" and 0.9 < time.monotonic() - t0 < 3.0
         drip, _ = session(sock)  # bytes that never make a request are not activity
         t0 = time.monotonic()
@@ -162,7 +164,7 @@ def test_idle_sessions_give_way_to_a_newcomer(tmp_path):
         with d.connect(retry_s=0) as c:
             assert c.stats()["evicted_idle"] == 1
         time.sleep(0.1)
-        assert sum(1 for s, _ in held if closed_by_peer(s)) == 1  # the longest-idle one gave its slot up
+        assert sum(1 for s, _ in held if evicted(s)) == 1  # the longest-idle one gave its slot up
         for s, _ in held:
             s.close()
 
@@ -319,3 +321,14 @@ def test_a_long_outage_stalls_only_its_first_call_and_ends_with_one_outage(tmp_p
     assert outage.restored_ns > outage.noticed_ns > outage.last_ok_ns and outage.attempts >= 2
     assert c.current_outage is None
     c.close()
+
+
+def test_a_quiet_client_keeps_its_session_and_a_closed_one_says_why(tmp_path):
+    sock = str(tmp_path / "m.sock")
+    with spawn_daemon("sim", {"rate_hz": 100}, sock, idle_timeout_s=1.0) as d:
+        with d.connect(keepalive_s=0.3) as kept, d.connect(keepalive_s=0) as dropped:
+            time.sleep(1.8)  # a long answer: longer than the daemon's idle timeout
+            assert kept.info()["driver"] == "sim" and kept.outages() == []  # the keep-alive held the session
+            assert dropped.info()["driver"] == "sim"  # reconnected; the outage says the daemon closed it, and why
+            (outage,) = dropped.outages()
+            assert "closed this session (idle: no request for 1 s)" in outage.reason

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 REQUESTS = {"energy": P.EnergyRequest, "windows": P.WindowsRequest, "samples": P.SamplesRequest,
             "stats": P.StatsRequest, "info": P.InfoRequest, "mark": P.MarkRequest, "time": P.TimeRequest}
 SYNC_BURST = 8  # timed round trips right after connecting to a remote daemon
+KEEPALIVE_S = 120.0  # a session to a daemon on this machine says something this often (its idle timeout is 600 s)
 
 
 class UnknownWindow(MeterError):
@@ -75,11 +76,12 @@ class MeterClient:
     """One logical session with the daemon (reconnected as needed); thread-safe, requests are serialised."""
 
     def __init__(self, address: MeterAddress, timeout_s: float = 15.0, retry_s: float = 20.0,
-                 sync_every_s: float = 10.0) -> None:
+                 sync_every_s: float = 10.0, keepalive_s: float = KEEPALIVE_S) -> None:
         self.address = address
         self.timeout_s = timeout_s
         self.retry_s = retry_s
         self.sync_every_s = sync_every_s
+        self.keepalive_s = keepalive_s
         self.clock: ClockModel | None = None  # set when the daemon's clock is not this machine's (its hello says)
         self.daemon_software = ""
         self._sock: socket.socket | None = None
@@ -151,8 +153,7 @@ class MeterClient:
             self._drop()
             raise
         self.daemon_software = hello.software
-        if self.clock is not None:
-            self._start_syncer()
+        self._start_syncer()
 
     def _drop(self) -> None:
         if self._sock is not None:
@@ -213,9 +214,14 @@ class MeterClient:
         rid = self._next_id
         self._next_id += 1
         t1 = time.monotonic_ns()
-        self._send(REQUESTS[op](id=rid, **fields))
+        try:
+            self._send(REQUESTS[op](id=rid, **fields))
+        except _Lost as exc:
+            raise _Lost(self._closing_reason() or str(exc)) from None
         while True:
             reply = P.decode_reply(self._readline(self.timeout_s + extra_timeout_s))
+            if isinstance(reply, P.EndEvent) and reply.reason.startswith(P.CLOSING_REASONS):
+                raise _Lost(f"the meter daemon closed this session ({reply.reason})")
             if isinstance(reply, (P.SamplesEvent, P.EndEvent)):
                 continue  # leftovers of an earlier stream
             if reply.id == rid:
@@ -237,6 +243,16 @@ class MeterClient:
                 result["clock_conversion"] = {"offset_ns": used[0].offset_ns,
                                               "bound_ns": max(c.bound_ns for c in used)}
         return result
+
+    def _closing_reason(self) -> str | None:
+        """After a failed send: the daemon's last word, if it said why it closed the session (idle, evicted)."""
+        try:
+            while True:
+                reply = P.decode_reply(self._readline(0.05))
+                if isinstance(reply, P.EndEvent) and reply.reason.startswith(P.CLOSING_REASONS):
+                    return f"the meter daemon closed this session ({reply.reason})"
+        except (_Lost, MeterError):
+            return None
 
     def call(self, op: str, extra_timeout_s: float = 0.0, **fields: Any) -> dict[str, Any]:
         """Send one request and return its result; a daemon error raises ``RemoteError`` (code + sentence), a
@@ -264,19 +280,24 @@ class MeterClient:
     # -- clock sync ------------------------------------------------------------------------------------------------
 
     def _start_syncer(self) -> None:
-        if self._syncer is None and self.sync_every_s > 0:
+        if self._syncer is None and (self.sync_every_s > 0 if self.clock is not None else self.keepalive_s > 0):
             self._syncer = threading.Thread(target=self._sync_loop, name="meter-clock-sync", daemon=True)
             self._syncer.start()
 
     def _sync_loop(self) -> None:
-        """A timed round trip when none happened for ``sync_every_s``: the drift stays known through long answers."""
-        while not self._closed.wait(self.sync_every_s):
-            if time.monotonic() - self._last_exchange < self.sync_every_s:
+        """A timed round trip when none happened for a while: every ``sync_every_s`` for a daemon on another clock
+        (the drift stays known through long answers), every ``keepalive_s`` otherwise (a 20-minute answer must not
+        let the daemon close the session as idle)."""
+        while True:
+            period = self.sync_every_s if self.clock is not None else self.keepalive_s
+            if self._closed.wait(period):
+                return
+            if time.monotonic() - self._last_exchange < period:
                 continue
             try:
                 self.call("time")
             except MeterError as exc:
-                log.debug("clock sync skipped: %s", exc)
+                log.debug("clock sync / keep-alive skipped: %s", exc)
 
     # -- API --------------------------------------------------------------------------------------------------------
 

@@ -280,7 +280,7 @@ class Daemon:
                 if victim.idle_s(now) < self.config.evict_idle_s:
                     return f"too many connections (limit {MAX_SESSIONS}, all active); retry shortly"
                 self._sessions.discard(victim)
-                victim.close()
+                victim.evict()
                 self.counters.evicted_idle += 1
                 log.info("evicted %s, idle %.0f s, for a new client", victim.peer, victim.idle_s(now))
             self._sessions.add(conn)

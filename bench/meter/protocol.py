@@ -183,8 +183,13 @@ class SamplesEvent:
 
 @dataclass(frozen=True)
 class EndEvent:
+    """The end of a stream, or of the session itself when ``reason`` starts with one of ``CLOSING_REASONS``."""
+
     reason: str
     event: str = "end"
+
+
+CLOSING_REASONS = ("idle:", "evicted:")  # the daemon closes the session after this event
 
 
 @dataclass(frozen=True)

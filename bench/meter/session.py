@@ -55,6 +55,7 @@ class Connection:
         self.last_request = self.accepted
         self.in_request = False
         self.hello_done = False
+        self.evicted = False
         self._closed = False
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
@@ -71,6 +72,15 @@ class Connection:
 
     def idle_s(self, now: float) -> float:
         return 0.0 if self.in_request else now - self.last_request
+
+    def evict(self) -> None:
+        """From the admitting thread: end this idle session. Only its reading side is shut here; its own thread
+        then tells the client why and closes (one thread per socket: TLS allows no other)."""
+        self.evicted = True
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            self.close()
 
     def send(self, message: Any) -> None:
         """Send one message within the send deadline, or end this connection."""
@@ -97,8 +107,16 @@ class Connection:
         except (OSError, ValueError) as exc:
             raise Gone(f"recv failed: {exc}") from None
         if not chunk:
+            if self.evicted:
+                self._end("evicted: idle while every slot was taken; reconnect")
             raise Gone("peer closed")
         return chunk
+
+    def _end(self, reason: str) -> None:
+        try:
+            self.send(P.EndEvent(reason))
+        except Gone:
+            pass
 
     # -- life -----------------------------------------------------------------------------------------------------
 
@@ -141,6 +159,7 @@ class Connection:
         else:
             self.daemon.counters.idle_closed += 1
             log.info("closing %s: no request for %.0f s", self.peer, self.daemon.config.idle_timeout_s)
+            self._end(f"idle: no request for {self.daemon.config.idle_timeout_s:g} s")
 
     def _loop(self) -> None:
         buf = b""

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from bench.scoring import MODES, score  # noqa: E402
 
-WORKERS = int(os.environ.get("BENCH_SCORING_WORKERS", "8"))
+WORKERS = int(os.environ.get("BENCH_SCORING_WORKERS", str(os.cpu_count() or 2)))
 
 
 def authors_records() -> None:

@@ -9,9 +9,7 @@ Modes: ``serve`` (strict) defines the program, then answers ``{"call", "args", "
 HF ``code_eval`` did, with its reliability guard, and reports ``{"done"}`` or ``{"raised"}``.
 """
 
-import ast
 import builtins
-import importlib
 import json
 import os
 import sys
@@ -108,6 +106,9 @@ def _preload(program: str, modules: list[str]) -> None:
     """Import first those of the program's imports that code_eval's process already held: it was forked from the
     authors' script after ``import evaluate``, so numpy, pandas and the rest were loaded before the guard (numpy's
     own import calls os.putenv, which the guard disables)."""
+    import ast
+    import importlib
+
     try:
         tree = ast.parse(program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):

@@ -1,19 +1,14 @@
 """Where untrusted Python (HumanEval answers) runs: a sandbox that holds without trusting Python.
 
-Scoring needs five properties, and `confinement()` says how this host provides each, or why it cannot:
+Scoring needs five properties (`Confinement.properties` says how this host gives each, or that it cannot): its
+own uid; reads limited to the interpreter, its packages and the system libraries; a total-bytes limit on writes;
+no network; nothing left behind. As root with namespaces: an unused uid, a root of its own (read-only binds, a
+16 MiB tmpfs /tmp), network and pid namespaces, Landlock where the kernel has it; seccomp (Unix sockets only, no
+namespaces or mounts) and rlimits everywhere. The fallbacks and what Docker allows: docs/scoring.md, The sandbox.
 
-| property | how (first choice, else fallback) |
-|---|---|
-| a uid of its own | as root: an unused uid/gid per program, no groups; otherwise a user namespace mapping to the caller, every capability dropped |
-| reads limited to the interpreter, its packages and the system libraries | a mount namespace whose root holds only those, read-only (no home, no /etc, no /proc, no keys); also Landlock read rules where the kernel has them |
-| a total-bytes limit on writes | ``/tmp`` in that root is a tmpfs of `Limits.tmp_kb`, the only writable place; with Landlock only: no writes at all |
-| no network | seccomp: no socket but Unix ones (always); and a network namespace with only a down loopback |
-| nothing left behind | a pid namespace (everything dies with its first process); with a uid of its own: every process of that uid killed |
-
-rlimits (address space, CPU seconds, file size, one task for the uid, no core dumps) apply everywhere. The program
-runs in `child/candidate.py`, started by ``unshare`` as root in fresh namespaces, which confines itself before it
-reads the program. Where a property cannot be had, `bench.scoring.execution.require()` refuses with one line
-naming what is missing, unless ``--unsafe-no-sandbox`` allowed it.
+`Sandbox` starts `child/candidate.py` (under ``unshare`` as root in fresh namespaces), which confines itself
+before it reads the program, and kills everything of it on exit; `bench.scoring.execution` runs programs in it
+and refuses (`require`) where a property is missing.
 """
 
 from __future__ import annotations

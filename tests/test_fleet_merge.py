@@ -15,7 +15,7 @@ import pytest
 from bench.errors import FleetError
 from bench.fleet.costs import CostModel
 from bench.fleet.inventory import Host
-from bench.fleet.merge import merge
+from bench.fleet.merge import load_all, merge
 from bench.fleet.move import move
 from bench.fleet.planfile import entries, plan_fleet, read_plan, save_plan, write_plan
 from bench.meter.local import spawn_daemon
@@ -239,3 +239,20 @@ def test_status_from_a_probe(fleet, tmp_path):
     assert rows["a"].state == "no report yet"
     later = host_statuses(fleet["fleet_dir"], refreshed_utc="2999-01-01T00:00:00+00:00")
     assert next(r for r in later if r.host == "b").state == "did not answer the probe; last seen running"
+
+
+def test_another_toolkit_version_or_model_digest_is_refused(fleet, merged, monkeypatch, tmp_path):
+    from dataclasses import replace
+
+    from bench.fleet import merge as merge_mod
+
+    shards = load_all(merged["shards"], fleet["signers"])
+    monkeypatch.setattr(merge_mod, "__version__", "9.9.9")
+    with pytest.raises(FleetError, match=r"/a: written by toolkit \S+, this merge is 9\.9\.9 \(merge with"):
+        merge_mod.decide(shards)
+    monkeypatch.undo()
+    a = next(s for s in shards if s.shard.name == "a")
+    tag = next(iter(a.digests))
+    other = replace(a, path=tmp_path / "other", digests={**a.digests, tag: "0" * 64})
+    with pytest.raises(FleetError, match=f"other: model {tag} has digest 0+ here but {a.digests[tag]} in "):
+        merge_mod._same_models([a, other])  # two devices, one tag, two models: refused before anything is written

@@ -3,6 +3,7 @@ that never speak, drip bytes, vanish, or take every slot. Real daemon subprocess
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -84,29 +85,69 @@ with spawn_daemon("sim", {"rate_hz": 1000, "batch_s": 0.01}, log_dir=sys.argv[1]
 """
 
 
-def test_daemon_stops_within_two_seconds_of_its_parents_death_and_never_writes_after(tmp_path):
-    log_dir = tmp_path / "meter"
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(log_dir)], stdout=subprocess.PIPE, text=True)
+def _orphaned_daemon(log_dir: Path, env: dict | None = None) -> tuple[int, str]:
+    """A daemon whose parent was SIGKILLed (no handler, no cleanup in the parent) while samples were flowing:
+    its pid and private directory."""
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(log_dir)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         pid_text, runtime = parent.stdout.readline().split()
-        pid = int(pid_text)
         time.sleep(0.5)  # samples flowing into the raw log
-        parent.kill()  # SIGKILL: no handler, no cleanup in the parent
-        parent.wait()
-        t0 = time.monotonic()
-        assert exited_within(pid, 2.0), "the daemon outlived its parent by more than 2 s"
-        stopped_after = time.monotonic() - t0
-        files = sorted(log_dir.glob("*.csv"))
-        sizes = {f: f.stat().st_size for f in files}
-        time.sleep(1.0)
-        assert {f: f.stat().st_size for f in sorted(log_dir.glob("*.csv"))} == sizes  # nothing appended later
-        sidecar = files[-1].with_name(files[-1].name + ".sha256")
-        assert sidecar.exists(), "the daemon shut down cleanly (its last raw log is sealed)"
-        assert not os.path.exists(runtime), "the private socket directory is removed by the daemon itself"
-        assert stopped_after < 2.0
     finally:
-        if parent.poll() is None:
-            parent.kill()
+        parent.kill()
+        parent.wait()
+    return int(pid_text), runtime
+
+
+def test_daemon_stops_within_two_seconds_of_its_parents_death_and_never_writes_after(tmp_path):
+    log_dir = tmp_path / "meter"
+    pid, runtime = _orphaned_daemon(log_dir)
+    t0 = time.monotonic()
+    assert exited_within(pid, 2.0), "the daemon outlived its parent by more than 2 s"
+    stopped_after = time.monotonic() - t0
+    files = sorted(log_dir.glob("*.csv"))
+    sizes = {f: f.stat().st_size for f in files}
+    time.sleep(1.0)
+    assert {f: f.stat().st_size for f in sorted(log_dir.glob("*.csv"))} == sizes  # nothing appended later
+    sidecar = files[-1].with_name(files[-1].name + ".sha256")
+    assert sidecar.exists(), "the daemon shut down cleanly (its last raw log is sealed)"
+    assert not os.path.exists(runtime), "the private socket directory is removed by the daemon itself"
+    assert stopped_after < 2.0
+
+
+def test_a_shutdown_that_hangs_still_ends_within_two_seconds_of_the_parents_death(tmp_path):
+    """A vendor library that leaves a non-daemon thread makes interpreter exit wait for it forever (the orphan
+    that once needed a SIGKILL): the process is still gone in time, with its raw log sealed first."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import threading\n"
+                                           "threading.Thread(target=threading.Event().wait, name='vendor').start()\n")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), str(site)]))
+    log_dir = tmp_path / "meter"
+    pid, _ = _orphaned_daemon(log_dir, env)
+    try:
+        assert exited_within(pid, 2.0), "a hung shutdown kept the daemon alive after its parent's death"
+        assert list(log_dir.glob("*.csv.sha256")), "the raw log was sealed before the forced exit"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # a failed test leaves no hung daemon behind
+
+
+def test_a_parent_pid_that_names_another_process_is_refused_at_start(tmp_path):
+    """The parent died before the daemon watched it and its pid now names someone else: never watch that one."""
+    from bench.meter.config import DaemonConfig, dump
+
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        cfg = dump(DaemonConfig(driver="sim", socket_path=str(tmp_path / "m.sock"), parent_pid=stranger.pid),
+                   tmp_path / "daemon.toml")
+        proc = subprocess.run([sys.executable, "-m", "bench.meter", "--config", str(cfg)], capture_output=True,
+                              text=True, timeout=30)
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert proc.returncode != 0
+    assert proc.stderr.strip().splitlines()[-1] == f"error: the process that started this daemon (pid {stranger.pid}) is already gone"
 
 
 def test_hello_deadline_and_idle_timeout_free_their_slots(tmp_path):

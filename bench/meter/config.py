@@ -42,7 +42,7 @@ class DaemonConfig:
     idle_timeout_s: float = 600.0  # a connection silent this long is closed (clients reconnect)
     send_timeout_s: float = 5.0  # a client that does not read its replies is dropped after this
     evict_idle_s: float = 5.0  # with every slot taken, a session idle this long gives its slot to a newcomer
-    parent_pid: int | None = None  # a daemon started for one run exits when that process ends
+    parent_pid: int | None = None  # the process that started it (its parent): a run's daemon exits when it ends
     runtime_dir: str | None = None  # made for this daemon alone (socket, config): emptied and removed at exit
     clock_offset_s: float = 0.0  # tests only: stamp everything on a synthetic meter-host clock
     clock_drift_ppm: float = 0.0

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MAX_SESSIONS = 32  # clients past their hello
 MAX_PENDING = 16  # connections still in their TLS handshake or hello; the oldest gives way to a newcomer
 INGEST_JOIN_S = 1.0
+EXIT_DEADLINE_S = 1.8  # from the stop to the process gone, whatever hangs (a parent's death: gone within 2 s)
 
 
 @dataclass
@@ -72,6 +73,13 @@ def remove_runtime_dir(path: str) -> None:
         os.rmdir(path)
     except OSError:
         pass
+
+
+def _exit_by(seconds: float) -> None:
+    """The process is gone ``seconds`` from now even if its shutdown hangs (a driver's close, a vendor library's
+    non-daemon thread joined at interpreter exit): SIGALRM's default action ends it in the kernel, no Python runs."""
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
 
 
 def _rss_kib() -> int:
@@ -180,12 +188,15 @@ class Daemon:
         pid = self.config.parent_pid
         if pid is None:
             return
+        gone = MeterError(f"the process that started this daemon (pid {pid}) is already gone")
         try:
             sel.register(os.pidfd_open(pid), selectors.EVENT_READ, "parent")
         except ProcessLookupError:
-            raise MeterError(f"the process that started this daemon (pid {pid}) is already gone") from None
+            raise gone from None
         except (OSError, AttributeError) as exc:
             log.warning("cannot watch parent pid %d (%s); stop the daemon yourself", pid, exc)
+        if os.getppid() != pid:  # it died before the pidfd was open (and its pid may already name another process)
+            raise gone
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._signalled = signum  # no locks here: the main loop, woken by the wakeup fd, does the stopping
@@ -235,6 +246,8 @@ class Daemon:
             self._loop(sel)
         finally:
             sel.close()
+            if threading.current_thread() is threading.main_thread():
+                _exit_by(EXIT_DEADLINE_S)
             self._shutdown()
 
     def _loop(self, sel: selectors.BaseSelector) -> None:

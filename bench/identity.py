@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from bench.catalog import ModelEntry
-from bench.datasets import adapter
 from bench.prompts import PROMPT_VERSION
 from bench.records import Item, canonical_json, sha256_text
 from bench.spec import Spec
+from bench.suite import dataset
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def snapshot(spec: Spec, items: Mapping[str, list[Item]]) -> RunIdentity:
     return RunIdentity(
         prompt_version=PROMPT_VERSION,
         models=tuple(spec.model_entries()),
-        datasets=tuple(DatasetIdentity(name=d.name, task_version=adapter(d.name).task_version, source=d.source,
+        datasets=tuple(DatasetIdentity(name=d.name, task_version=dataset(d.name).version, source=d.source,
                                        selection=d.selection, limit=d.limit,
                                        item_ids=tuple(i.item_id for i in items[d.name]),
                                        items_sha256=items_sha256(items[d.name]))

@@ -24,15 +24,15 @@ from bench import conditions, identity, models as model_store, results
 from bench.backends import backend_for
 from bench.backends.base import AnswerFailed, AnswerTimeout, Backend, ModelSkipped
 from bench.catalog import ModelEntry
-from bench.datasets import DataSource, load_items
+from bench.datasets import DataSource
 from bench.energy import MeterUncertainty
 from bench.errors import ResultsError
 from bench.meter.address import resolve
 from bench.meter.client import MeterClient, MeterUnavailable, connect
 from bench.meter.local import spawn_daemon
-from bench.prompts import render
 from bench.records import Completion, EnergyReading, IdleBaseline, Item, sha256_text
 from bench.spec import Spec
+from bench.suite import load_items, render
 from bench.thermal import cool_down, temperature_c, throttled
 
 log = logging.getLogger(__name__)

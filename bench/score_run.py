@@ -16,7 +16,8 @@ from pathlib import Path
 from bench import results
 from bench.errors import ResultsError
 from bench.records import Item
-from bench.scoring import MODES, SCORING_VERSION, score
+from bench.scoring import MODES, SCORING_VERSION
+from bench.suite import score
 
 log = logging.getLogger(__name__)
 

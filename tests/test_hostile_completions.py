@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from bench.provenance import signing
-from bench.scoring import humaneval, sandbox, score
+from bench.scoring import humaneval, sandbox
+from bench.suite import score
 from bench.scoring.execution import require, run_program
 from bench.scoring.sandbox import Limits
 from humaneval_problems import problems

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from bench.datasets import DATASETS, DataSource, adapter, load_items
-from bench.prompts import HUMANEVAL_INSTRUCTION, INSTRUCTION, PROMPT_VERSION, render
+from bench.datasets import DataSource
+from bench.prompts import HUMANEVAL_INSTRUCTION, INSTRUCTION, PROMPT_VERSION
+from bench.suite import DATASETS, PAPER_DATASETS, dataset, load_items, render
 from paper_data import AUTHORS_FILES, PAPER_DATA
 
 FIXTURES = DataSource(kind="fixtures", selection="all")
@@ -45,13 +46,13 @@ def test_every_dataset_renders(name):
 def authors_items(name: str):
     path = PAPER_DATA / AUTHORS_FILES[name]
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return adapter(name).items_from_records(records, "", str(path))
+    return dataset(name).adapter.items_from_records(records, "", str(path))
 
 
 @pytest.mark.conformance
 @pytest.mark.skipif(not (PAPER_DATA / "edge-llm-site-data.json").is_file(),
                     reason=f"authors' data not found at {PAPER_DATA} (conformance needs ../shared/paper-data)")
-@pytest.mark.parametrize("name", DATASETS[:5])
+@pytest.mark.parametrize("name", PAPER_DATASETS)
 def test_render_reproduces_the_authors_prompts(name):
     site = json.loads((PAPER_DATA / "edge-llm-site-data.json").read_text(encoding="utf-8"))
     rendered = {render(item) for item in authors_items(name)}

@@ -6,9 +6,10 @@ import time
 
 import pytest
 
-from bench.datasets import DATASETS, DataSource, load_items
+from bench.datasets import DataSource
 from bench.errors import CatalogError
-from bench.scoring import MODES, score
+from bench.scoring import MODES
+from bench.suite import DATASETS, load_items, score
 
 FIXTURES = DataSource(kind="fixtures", selection="all")
 

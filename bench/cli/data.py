@@ -11,6 +11,13 @@ _dest = click.option("--dir", "directory", default=None, metavar="DIR",
                      help="Cache directory (default: $BENCH_DATA_DIR or ~/.cache/edge-llm-bench/data).")
 
 
+def _adapters(names: tuple[str, ...]) -> list:
+    """The named datasets' adapters; none named: the paper's five."""
+    from bench.suite import PAPER_DATASETS, dataset
+
+    return [dataset(name).adapter for name in names or PAPER_DATASETS]
+
+
 @cli.group("data")
 def data_group() -> None:
     """The datasets: fetch them from the hub, verify a cache against the paper's selection, show items."""
@@ -25,7 +32,7 @@ def fetch_cmd(names: tuple[str, ...], directory: str | None, revision: str | Non
     """Download datasets (default: the paper's five), verify and cache them with the resolved revision."""
     from bench.datasets import fetch
 
-    done = fetch(directory, names or None, revision=revision, selection="all" if everything else "paper")
+    done = fetch(_adapters(names), directory, revision=revision, selection="all" if everything else "paper")
     for name, path in done.items():
         click.echo(f"{name:14} cached in {path}")
 
@@ -37,7 +44,7 @@ def verify_cmd(names: tuple[str, ...], directory: str | None) -> None:
     """Check a cache against the paper's selection (ids and sha256 of every item)."""
     from bench.datasets import verify
 
-    report = verify(directory, names or None)
+    report = verify(_adapters(names), directory)
     for name, line in report.items():
         click.echo(f"{name:14} {line}")
     failed = [f"{name}: {line.removeprefix('FAILED: ')}" for name, line in report.items() if line.startswith("FAILED")]
@@ -57,8 +64,8 @@ def verify_cmd(names: tuple[str, ...], directory: str | None) -> None:
 @click.option("--prompt/--no-prompt", default=True, help="Print the rendered prompt.")
 def show_cmd(name: str, kind: str, path: str | None, selection: str | None, limit: int, prompt: bool) -> None:
     """Print a few items of NAME with their id, sha256, reference and prompt."""
-    from bench.datasets import DataSource, load_items
-    from bench.prompts import render
+    from bench.datasets import DataSource
+    from bench.suite import load_items, render
 
     selection = selection or ("all" if kind == "fixtures" else "paper")
     for item in load_items(name, DataSource(kind=kind, selection=selection, limit=limit, path=path)):

@@ -1,8 +1,8 @@
-"""The benchmark datasets: names, where items come from, and the paper's exact selection.
+"""Where items come from, and the paper's exact selection.
 
-`load_items(name, source)` returns `Item`s whose ``fields`` are the dataset's canonical (hub-shaped) record, so
+`read_items(adapter, source)` returns `Item`s whose ``fields`` are the dataset's canonical (hub-shaped) record, so
 `Item.sha256` is the same whichever source loaded it; with ``selection="paper"`` every item is checked against the
-shipped ids and hashes.
+shipped ids and hashes. Which datasets exist, and by which name, is `bench.suite`'s to say.
 """
 
 from __future__ import annotations
@@ -14,21 +14,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable
 
-from bench.datasets import bigbenchhard, commonsenseqa, gsm8k, humaneval, truthfulqa
 from bench.datasets.base import Adapter
 from bench.datasets.selection import apply_selection, load_selection
-from bench.errors import CatalogError, DatasetError, did_you_mean
+from bench.errors import DatasetError
 from bench.records import Item
 
 log = logging.getLogger(__name__)
 
-ADAPTERS: dict[str, Adapter] = {
-    a.name: a
-    for a in (commonsenseqa.ADAPTER, bigbenchhard.ADAPTER, gsm8k.ADAPTER, truthfulqa.ADAPTER, humaneval.ADAPTER,
-              truthfulqa.LETTERED)
-}
-DATASETS: tuple[str, ...] = tuple(ADAPTERS)
-PAPER_DATASETS: tuple[str, ...] = DATASETS[:5]
 KINDS = ("fixtures", "cache", "hub", "files")
 SELECTIONS = ("paper", "all")
 
@@ -53,24 +45,17 @@ class DataSource:
             raise DatasetError(f"data limit: expected a non-negative int or None, got {self.limit!r}")
 
 
-def adapter(name: str) -> Adapter:
-    try:
-        return ADAPTERS[name]
-    except KeyError:
-        raise CatalogError(did_you_mean("dataset", name, list(ADAPTERS))) from None
-
-
 def default_cache_dir() -> Path:
     return Path(os.environ.get("BENCH_DATA_DIR") or Path.home() / ".cache" / "edge-llm-bench" / "data")
 
 
-def fixtures_dir(name: str) -> Path:
-    return Path(str(resources.files("bench.catalog").joinpath("fixtures", adapter(name).selection_key)))
+def fixtures_dir(a: Adapter) -> Path:
+    return Path(str(resources.files("bench.catalog").joinpath("fixtures", a.selection_key)))
 
 
 def _source_items(a: Adapter, source: DataSource) -> tuple[list[Item], str]:
     if source.kind == "fixtures":
-        directory = fixtures_dir(a.name)
+        directory = fixtures_dir(a)
         return a.read_dir(directory), f"fixtures {directory}"
     if source.kind == "cache":
         directory = (Path(source.path) if source.path else default_cache_dir()) / a.selection_key
@@ -89,48 +74,49 @@ def _source_items(a: Adapter, source: DataSource) -> tuple[list[Item], str]:
     return items, "hub " + ", ".join(f"{repo}@{rev}" for repo, rev in resolved.items())
 
 
-def load_items(name: str, source: DataSource) -> list[Item]:
+def read_items(a: Adapter, source: DataSource) -> list[Item]:
     """The items of one dataset from ``source``: the paper's (verified, authors' order) or all, first ``limit``."""
-    a = adapter(name)
     items, where = _source_items(a, source)
     if source.selection == "paper":
         items = apply_selection(a.name, a.selection_key, items, where)
     if source.limit is not None:
         items = items[: source.limit]
-    log.info("%s: %d items (%s, selection %s)", name, len(items), where, source.selection)
+    log.info("%s: %d items (%s, selection %s)", a.name, len(items), where, source.selection)
     return items
 
 
-def fetch(dest: Path | str | None = None, names: Iterable[str] | None = None, revision: str | None = None,
+def fetch(adapters: Iterable[Adapter], dest: Path | str | None = None, revision: str | None = None,
           selection: str = "paper") -> dict[str, Path]:
-    """Download from the hub, select, verify and cache; one directory per dataset with its revision record."""
+    """Download from the hub, select, verify and cache; one directory per dataset with its revision record (a
+    variant shares its dataset's, fetched once)."""
     from bench.datasets.hub import DEFAULT_REVISION, load_hub, write_cache
 
     directory = Path(dest) if dest else default_cache_dir()
-    wanted = list(names) if names else list(PAPER_DATASETS)
+    by_key: dict[str, Adapter] = {}
+    for a in adapters:
+        by_key.setdefault(a.selection_key, a)
     done: dict[str, Path] = {}
-    for name in dict.fromkeys(adapter(n).selection_key for n in wanted):
-        a = adapter(name)
+    for a in by_key.values():
         items, resolved = load_hub(a, revision)
         if selection == "paper":
             items = apply_selection(a.name, a.selection_key, items, "hub")
         meta = {"requested_revision": revision or DEFAULT_REVISION, "resolved_revisions": resolved,
                 "selection": selection, "task_version": a.task_version, "id_scheme": a.id_scheme}
-        done[name] = write_cache(directory, a, items, meta)
+        done[a.selection_key] = write_cache(directory, a, items, meta)
     return done
 
 
-def verify(dest: Path | str | None = None, names: Iterable[str] | None = None) -> dict[str, str]:
+def verify(adapters: Iterable[Adapter], dest: Path | str | None = None) -> dict[str, str]:
     """Check a cache against the paper's selection: ``{dataset: "ok: N items" | error message}``."""
     directory = Path(dest) if dest else default_cache_dir()
     report: dict[str, str] = {}
-    for name in names or PAPER_DATASETS:
+    for a in adapters:
         try:
-            items = load_items(name, DataSource(kind="cache", selection="paper", path=str(directory)))
-            report[name] = f"ok: {len(items)} items match the paper's selection"
+            items = read_items(a, DataSource(kind="cache", selection="paper", path=str(directory)))
+            report[a.name] = f"ok: {len(items)} items match the paper's selection"
         except DatasetError as exc:
-            report[name] = f"FAILED: {exc}"
+            report[a.name] = f"FAILED: {exc}"
     return report
 
 
-__all__ = ["DATASETS", "DataSource", "load_items", "fetch", "verify", "load_selection", "adapter"]
+__all__ = ["DataSource", "read_items", "fetch", "verify", "load_selection", "fixtures_dir"]

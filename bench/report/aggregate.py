@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from bench.catalog import precision_group
-from bench.report.metrics import COUNT_FLAGS, DATASETS, IDENTITY, METRICS, answered, derive, drop_partial_bounds
+from bench.report.metrics import COUNT_FLAGS, IDENTITY, METRICS, answered, derive, drop_partial_bounds
 from bench.report.stats import Estimate, Z, mean_of, pooled, t_half
+from bench.suite import PAPER_DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def cell_estimate(row: pd.Series, metric: str) -> Estimate:
 
 def _datasets_for(cells_: pd.DataFrame) -> list[str]:
     """The datasets "all" averages over: the paper's five where present, else whatever the run has."""
-    present = [d for d in DATASETS if d in set(cells_["dataset"])]
+    present = [d for d in PAPER_DATASETS if d in set(cells_["dataset"])]
     return present or sorted(set(cells_["dataset"]))
 
 
@@ -217,7 +218,7 @@ def table9(cells_: pd.DataFrame) -> pd.DataFrame:
 def table10(cells_: pd.DataFrame) -> pd.DataFrame:
     """Latency by dataset, pooled over every answer of every model on it."""
     grid = {}
-    for d in _ordered(cells_["dataset"], DATASETS):
+    for d in _ordered(cells_["dataset"], PAPER_DATASETS):
         grid[("latency_s", d)] = pooled(*_triples(cells_[cells_["dataset"] == d], "latency_s"))
     return pd.DataFrame(_rows("t10", grid), columns=TABLE_COLUMNS)
 

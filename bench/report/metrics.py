@@ -15,9 +15,6 @@ from bench.errors import ResultsError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval")
-"""The paper's five datasets; ``all`` is the unweighted mean over them."""
-
 IDENTITY = ("model", "base", "quant", "precision_group", "size_bytes", "dataset")
 """Who answered what: the model facts come with the frame (a run's own snapshot), never from the catalog."""
 

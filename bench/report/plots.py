@@ -12,8 +12,8 @@ import pandas as pd
 
 from bench.catalog import QUANT_ORDER
 from bench.report.aggregate import model_summary
-from bench.report.metrics import DATASETS
 from bench.report.traces import AnswerTrace
+from bench.suite import PAPER_DATASETS
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def pareto_plot(cells_: pd.DataFrame, fronts_: dict[str, list[str]], out_dir: Pa
     """Accuracy vs energy per answer, one panel per dataset plus ``all``; front members ringed and joined."""
     plt = _plt()
     summary = model_summary(cells_, ["accuracy", "energy_j"])
-    panels = [d for d in DATASETS if d in set(cells_["dataset"])] + sorted(set(cells_["dataset"]) - set(DATASETS))
+    panels = [d for d in PAPER_DATASETS if d in set(cells_["dataset"])] + sorted(set(cells_["dataset"]) - set(PAPER_DATASETS))
     panels.append("all")
     ncol = 3
     nrow = math.ceil(len(panels) / ncol)

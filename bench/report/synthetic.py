@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from bench.report.authors import FRAME_COLUMNS
-from bench.report.metrics import DATASETS
 from bench.report.traces import AnswerTrace
+from bench.suite import PAPER_DATASETS
 
 IDLE_W = 2.85
 SAMPLE_HZ = 2.0
@@ -22,7 +22,7 @@ _ACC = {"commonsenseqa": 0.4, "bigbenchhard": 0.25, "gsm8k": 0.06, "truthfulqa":
 
 
 def synthetic_frame(n_answers: int = 26_251, seed: int = 0, models: list | None = None,
-                    datasets: tuple[str, ...] = DATASETS, failure_rate: float = 0.01) -> pd.DataFrame:
+                    datasets: tuple[str, ...] = PAPER_DATASETS, failure_rate: float = 0.01) -> pd.DataFrame:
     """``n_answers`` rows spread over ``models`` (default: the paper's 28) x ``datasets``, ~1% timeouts."""
     from bench.catalog import paper_models
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import string
 
-from bench.prompts import render
+from bench.prompts import bigbenchhard as rendered_prompt
 from bench.records import Item, Score
 from bench.scoring.common import ans_content, invalid, precheck, verdict, words
 
@@ -82,7 +82,7 @@ def paper(item: Item, response: str) -> Score:
     text, early = precheck(response)
     if early:
         return early
-    prompt = render(item)
+    prompt = rendered_prompt(item)
     options = _paper_options(prompt)
     cleaned = _paper_clean_further(_paper_clean(text))
     if cleaned is None:

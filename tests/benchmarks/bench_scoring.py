@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from bench.scoring import MODES, score  # noqa: E402
+from bench.scoring import MODES  # noqa: E402
+from bench.suite import score  # noqa: E402
 
 WORKERS = int(os.environ.get("BENCH_SCORING_WORKERS", str(os.cpu_count() or 2)))
 

@@ -1,4 +1,4 @@
-"""`evaluate` metric wrapping `bench.scoring.score`: accuracy of answers under the paper's or the strict rules.
+"""`evaluate` metric wrapping `bench.suite.score`: accuracy of answers under the paper's or the strict rules.
 
 Usage::
 
@@ -16,7 +16,7 @@ import evaluate
 
 from bench.records import Item
 from bench.scoring import MODES
-from bench.scoring import score
+from bench.suite import score
 
 _DESCRIPTION = "Accuracy under the rules of Husom et al. 2025 (mode 'paper') or corrected rules (mode 'strict')."
 _KWARGS = "predictions: model answers; references: items as JSON; mode: 'paper' or 'strict'."

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from bench.datasets import DataSource
-from bench.suite import dataset, load_items, render, score
+from bench.scoring.truthfulqa import paper_extract
+from bench.suite import PAPER_DATASETS, dataset, load_items, render, score
 from paper_data import AUTHORS_FILES, PAPER_DATA, SITE
 
-NAMES = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval")
+NAMES = PAPER_DATASETS
 # Answers where paper mode and the authors' `ok` flag differ, with the reason: (dataset, item_id, response) -> why.
 # Empty: all 1,686 agree. A new disagreement must be explained here before the test passes again.
 KNOWN_DISAGREEMENTS: dict[tuple[str, str, str], str] = {}
@@ -130,6 +131,17 @@ def test_strict_mode_removes_stray_ans_tags():
         assert "</ANS>" in response.split("<ANS>", 1)[-1] and "ANS>" not in strict_program(item, response)
         result = score(item, response, "strict")
         assert result.correct, (item.item_id, result.reason)
+
+
+def test_tfidf_cosine_is_scikit_learns_on_the_authors_answers():
+    """The closed-form TF-IDF cosine of paper-mode TruthfulQA against scikit-learn's own TfidfVectorizer (default
+    settings, as the authors' evaluate_TruthfulQA.py used it) over every (answer, choice) pair the scorer weighs."""
+    from tfidf_reference import assert_matches_sklearn
+
+    pairs = {(paper_extract(answer["resp"]), choice) for name, item, answer in answers() if name == "truthfulqa"
+             for choice in item.fields["mc1_targets"]["choices"]}
+    assert len(pairs) > 400  # 336 answers, many alike, x their 2-13 choices
+    assert_matches_sklearn(pairs)
 
 
 def test_shipped_selection_is_what_the_script_computes():

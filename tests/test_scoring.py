@@ -121,6 +121,17 @@ def test_truthfulqa_paper_rules_and_quirks():
     assert not quoted.correct and "all-but-one" in quoted.reason
 
 
+def test_tfidf_cosine_is_scikit_learns():
+    """Our closed form against scikit-learn's TfidfVectorizer on the fixture's choices and answers that probe its
+    token rules: case, one-letter words (dropped), digits, punctuation, repeats, accents, no shared or no tokens."""
+    from tfidf_reference import assert_matches_sklearn
+
+    answers = ["It passes through your digestive system.", "a I x", "The the THE stomach stomach", "42 is 4 2",
+               "Crème brûlée, naïve café!", "", "?!", "no, cracking knuckles doesn't cause arthritis (studies)"]
+    choices = [c for i in range(5) for c in item("truthfulqa", i).fields["mc1_targets"]["choices"]]
+    assert_matches_sklearn((a, c) for a in answers for c in choices + answers)
+
+
 def test_truthfulqa_strict_and_lettered():
     knuckles = item("truthfulqa", 2)
     assert score(knuckles, "<ANS>No, cracking your knuckles has not been shown to cause arthritis</ANS>",

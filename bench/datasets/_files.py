@@ -83,16 +83,6 @@ def read_records(path: Path, field: str | None = None) -> list[dict[str, Any]]:
     return records
 
 
-def require(path: Path, index: int, record: dict[str, Any], fields: tuple[str, ...]) -> None:
-    """Raise naming file, record (= line for JSON Lines) and field when a required field is missing."""
-    for name in fields:
-        value: Any = record
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
-            raise DatasetError(f"{path}: record {index + 1}: missing field {name!r}")
-
-
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     """Canonical JSON Lines (sorted keys, UTF-8), written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,8 @@
 """Download from the Hugging Face hub at a pinned revision, and cache what `bench data fetch` selected.
 
 The cache is one canonical JSON Lines file per dataset plus ``revision.json`` next to it, recording the requested
-and resolved hub revisions, so a later run reads exactly what was fetched and can say where it came from.
+and resolved hub revisions and the file's sha256: a later run reads exactly what was fetched (its items are
+checked against the paper's hashes), and the record says where it came from.
 """
 
 from __future__ import annotations
@@ -71,13 +72,3 @@ def write_cache(directory: Path, adapter: Adapter, items: list[Item], meta: dict
     (target / REVISION_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     log.info("cached %d %s items in %s", len(items), adapter.selection_key, target)
     return target
-
-
-def read_revision(directory: Path, dataset: str) -> dict[str, Any]:
-    path = directory / dataset / REVISION_FILE
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DatasetError(f"{dataset}: no {REVISION_FILE} in {path.parent}; run `bench data fetch`") from None
-    except ValueError as exc:
-        raise DatasetError(f"{path}: bad JSON ({exc})") from None

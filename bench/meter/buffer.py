@@ -26,7 +26,6 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-LOG_FORMAT_VERSION = 1
 LOG_MAGIC = "# bench-meter raw log v1"
 
 

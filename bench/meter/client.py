@@ -83,7 +83,6 @@ class MeterClient:
         self.sync_every_s = sync_every_s
         self.keepalive_s = keepalive_s
         self.clock: ClockModel | None = None  # set when the daemon's clock is not this machine's (its hello says)
-        self.daemon_software = ""
         self._sock: socket.socket | None = None
         self._buf = b""
         self._next_id = 1
@@ -152,7 +151,6 @@ class MeterClient:
         except BaseException:
             self._drop()
             raise
-        self.daemon_software = hello.software
         self._start_syncer()
 
     def _drop(self) -> None:

@@ -44,7 +44,3 @@ class SampleBatch:
     @classmethod
     def of(cls, t_ns: Sequence[int] | np.ndarray, power_w: Sequence[float] | np.ndarray, gap_before: bool = False) -> "SampleBatch":
         return cls(np.asarray(t_ns, dtype=np.int64), np.asarray(power_w, dtype=np.float64), gap_before)
-
-    @classmethod
-    def from_samples(cls, samples: Sequence[Sample], gap_before: bool = False) -> "SampleBatch":
-        return cls.of([s.t_ns for s in samples], [s.power_w for s in samples], gap_before)

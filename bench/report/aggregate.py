@@ -25,7 +25,7 @@ import pandas as pd
 
 from bench.catalog import precision_group
 from bench.report.metrics import COUNT_FLAGS, IDENTITY, METRICS, answered, derive, drop_partial_bounds
-from bench.report.stats import Estimate, Z, mean_of, pooled, t_half
+from bench.report.stats import Estimate, Z, mean_of, pooled
 from bench.suite import PAPER_DATASETS
 
 log = logging.getLogger(__name__)
@@ -80,14 +80,6 @@ def cells(frame: pd.DataFrame) -> pd.DataFrame:
     drop_partial_bounds(out)
     log.info("aggregated %d answers into %d cells", len(derived), len(out))
     return out
-
-
-def cell_estimate(row: pd.Series, metric: str) -> Estimate:
-    """The cell's mean of ``metric`` with its t-interval half-width."""
-    n = int(row.get(f"{metric}_n", 0) or 0)
-    sd = float(row.get(f"{metric}_sd", math.nan))
-    mean = float(row.get(metric, math.nan))
-    return Estimate(mean, t_half(sd, n), n, sd)
 
 
 def _datasets_for(cells_: pd.DataFrame) -> list[str]:

@@ -64,14 +64,6 @@ METRICS: dict[str, tuple[str, str]] = {
 BOUNDS = {m: m.replace("_bound", "") for m in METRICS if "_bound" in m}
 """Each bound metric and the metric it bounds (``energy_bound_j`` -> ``energy_j``)."""
 
-PHASE_METRICS = {
-    "prefill_energy_j": "prefill",
-    "j_per_prompt_token": "prefill",
-    "decode_energy_j": "decode",
-    "j_per_gen_token_decode": "decode",
-    "prefill_energy_share": "both",
-}
-
 _NUMERIC_INPUTS = (
     "correct", "eval_count", "prompt_eval_count", "prompt_cached_tokens", "total_s", "eval_s", "prompt_eval_s",
     "load_s", "ttft_s", "host_total_s",

@@ -36,10 +36,6 @@ def phase_table(cells_: pd.DataFrame) -> pd.DataFrame:
     return out[PHASE_COLUMNS]
 
 
-def has_phases(cells_: pd.DataFrame) -> bool:
-    return bool(cells_["j_per_gen_token_decode"].notna().any())
-
-
 def jpt_vs_decode_note(phases: pd.DataFrame) -> str:
     """One sentence, from the data, on how the paper's J/token compares with the decode-only J per generated token."""
     both = phases[np.isfinite(phases["j_per_token"]) & np.isfinite(phases["j_per_gen_token_decode"])

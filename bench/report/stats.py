@@ -15,7 +15,6 @@ from functools import lru_cache
 
 import numpy as np
 
-LEVEL = 0.95
 Z = 1.959963984540054
 CI_METHOD = (
     "95% intervals: Student t on means over answers (pooled means included); normal with standard errors "
@@ -61,12 +60,6 @@ def t_half(sd: float, n: float) -> float:
     if not (n and n >= 2 and math.isfinite(sd)):
         return math.nan
     return t_quantile(int(n) - 1) * sd / math.sqrt(n)
-
-
-def se_of(sd: float, n: float) -> float:
-    if not (n and n >= 2 and math.isfinite(sd)):
-        return math.nan
-    return sd / math.sqrt(n)
 
 
 def pooled(means: np.ndarray, sds: np.ndarray, ns: np.ndarray) -> Estimate:

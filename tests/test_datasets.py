@@ -18,7 +18,8 @@ FIXTURES = DataSource(kind="fixtures", selection="all")
 
 
 def test_dataset_names_follow_the_contract():
-    assert tuple(DATASETS) == ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval", "truthfulqa_lettered")
+    assert tuple(DATASETS) == ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa", "humaneval",
+                               "truthfulqa_lettered")
     assert PAPER_DATASETS == tuple(DATASETS)[:5]
 
 

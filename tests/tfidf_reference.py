@@ -23,4 +23,5 @@ def sklearn_cosine(answer: str, choice: str) -> float:
 
 def assert_matches_sklearn(pairs: Iterable[tuple[str, str]]) -> None:
     for answer, choice in pairs:
-        assert tfidf_cosine(answer, choice) == pytest.approx(sklearn_cosine(answer, choice), abs=1e-12), (answer, choice)
+        expected = sklearn_cosine(answer, choice)
+        assert tfidf_cosine(answer, choice) == pytest.approx(expected, abs=1e-12), (answer, choice)

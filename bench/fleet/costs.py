@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.catalog import model as catalog_model
-from bench.datasets import DataSource, adapter, load_items
+from bench.datasets import DataSource
 from bench.datasets.selection import load_selection
 from bench.errors import FleetError
 from bench.spec import Spec
+from bench.suite import dataset as registered, load_items
 
 # A Pi 4 reads its SD card at up to ~45 MB/s (the DDR50 bus tops out at 50 MB/s); Ollama loads the whole file.
 DEFAULT_LOAD_MB_S = 45.0
@@ -46,7 +47,8 @@ class CostModel:
             return self.measured[(tag, dataset)], "run"
         from bench.report.published import load_published
 
-        cell = load_published()["models"].get(tag, {}).get("datasets", {}).get(adapter(dataset).selection_key)
+        published_as = registered(dataset).adapter.selection_key  # a variant is timed as its dataset
+        cell = load_published()["models"].get(tag, {}).get("datasets", {}).get(published_as)
         if cell is None or not cell.get("lat"):
             raise FleetError(f"no predicted time for block ({tag}, {dataset}): not in the published per-cell "
                              f"latencies; pass --from-run with a result folder that ran it")
@@ -80,7 +82,7 @@ def answers_per_dataset(spec: Spec) -> dict[str, int]:
     counts = {}
     for ds in spec.datasets:
         if ds.selection == "paper":
-            n = len(load_selection(adapter(ds.name).selection_key).ids)
+            n = len(load_selection(registered(ds.name).adapter.selection_key).ids)
         else:
             source = DataSource(kind=ds.source, selection=ds.selection, limit=ds.limit, path=ds.path,
                                 revision=ds.revision)

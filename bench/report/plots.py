@@ -58,7 +58,8 @@ def pareto_plot(cells_: pd.DataFrame, fronts_: dict[str, list[str]], out_dir: Pa
     """Accuracy vs energy per answer, one panel per dataset plus ``all``; front members ringed and joined."""
     plt = _plt()
     summary = model_summary(cells_, ["accuracy", "energy_j"])
-    panels = [d for d in PAPER_DATASETS if d in set(cells_["dataset"])] + sorted(set(cells_["dataset"]) - set(PAPER_DATASETS))
+    present = set(cells_["dataset"])
+    panels = [d for d in PAPER_DATASETS if d in present] + sorted(present - set(PAPER_DATASETS))
     panels.append("all")
     ncol = 3
     nrow = math.ceil(len(panels) / ncol)

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import __version__, results
+from bench import __version__, results, run_checks
 from bench.backends.base import Backend
 from bench.energy import describe_sessions
 from bench.identity import RunIdentity
+from bench.provenance import VerifyReport, verify
 from bench.runner import RunOutcome, run
 from bench.score_run import SANDBOXED, ScoreSummary, score_run
 from bench.spec import Spec
@@ -34,11 +35,11 @@ def run_facts(out_dir: Path) -> dict[str, Any]:
     try:
         run_row = results.get_run(db)
         spec = results.stored_spec(db)
-        models = {r["model"]: json.loads(r["facts_json"]) for r in db.execute("SELECT * FROM models ORDER BY model")}
-        meter = _event_details(db, "meter")
-        uncertainty = _event_details(db, "meter_uncertainty")
+        models = results.model_facts(db)
+        meter = results.event_details(db, "meter")
+        uncertainty = results.event_details(db, "meter_uncertainty")
         idle = results.latest_idle(db)
-        events = [dict(r) for r in db.execute("SELECT t_utc, kind, detail FROM run_events ORDER BY id")]
+        events = results.run_events(db)
         return {
             "run_id": run_row.run_id,
             "identity": results.run_identity(db),
@@ -61,10 +62,6 @@ def run_facts(out_dir: Path) -> dict[str, Any]:
         }
     finally:
         db.close()
-
-
-def _event_details(db, kind: str) -> list[dict[str, Any]]:
-    return [json.loads(r["detail"]) for r in db.execute("SELECT detail FROM run_events WHERE kind = ? ORDER BY id", (kind,))]
 
 
 def build_run_report(out_dir: Path, mode: str = "paper", *, report_root: Path | None = None,
@@ -141,3 +138,10 @@ def seal_run(out_dir: Path, key_path: Path | None = None):
     facts = run_facts(out_dir)
     results.finalize(out_dir / "results.db")
     return seal(out_dir, facts, key_path=key_path)
+
+
+def verify_run(result_dir: Path, trusted_signers: Path | None = None, *, check_numbers: bool = True) -> VerifyReport:
+    """`bench verify`: the seal (signature, checksums, manifest), a merged fleet folder's chain to its devices and,
+    with ``check_numbers``, the run identity and every report number against the results DB."""
+    checks = [run_checks.fleet_chain] + ([run_checks.identity_and_numbers] if check_numbers else [])
+    return verify(result_dir, trusted_signers, checks=checks)

@@ -532,6 +532,16 @@ def add_event(db: sqlite3.Connection, run_id: str, kind: str, detail: str = "") 
                    (run_id, utc_now(), kind, detail))
 
 
+def run_events(db: sqlite3.Connection) -> list[dict[str, str]]:
+    """Every run event (t_utc, kind, detail) in the order it happened."""
+    return [dict(r) for r in db.execute("SELECT t_utc, kind, detail FROM run_events ORDER BY id")]
+
+
+def event_details(db: sqlite3.Connection, kind: str) -> list[Any]:
+    """The JSON details of the events of one kind (``meter``, ``meter_uncertainty``: one per meter session)."""
+    return [json.loads(r[0]) for r in db.execute("SELECT detail FROM run_events WHERE kind = ? ORDER BY id", (kind,))]
+
+
 def record_model(db: sqlite3.Connection, run_id: str, model: str, facts: dict[str, Any]) -> None:
     """Store what `prepare` learned about a model; a later session must see the same digest."""
     digest = facts.get("digest")
@@ -544,6 +554,11 @@ def record_model(db: sqlite3.Connection, run_id: str, model: str, facts: dict[st
     with transaction(db):
         db.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?)",
                    (run_id, model, digest, json.dumps(facts, sort_keys=True, default=str), utc_now()))
+
+
+def model_facts(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """What `prepare` learned about each model (digest and backend facts), by tag."""
+    return {r[0]: json.loads(r[1]) for r in db.execute("SELECT model, facts_json FROM models ORDER BY model")}
 
 
 def _table_exists(db: sqlite3.Connection, name: str) -> bool:
@@ -639,6 +654,11 @@ def asked(db: sqlite3.Connection) -> list[tuple[str, str, str, str]]:
     """(model, dataset, item_id, prompt_sha256) of every answer, sorted: which prompts a run put to which models."""
     return [tuple(r) for r in db.execute(
         "SELECT model, dataset, item_id, prompt_sha256 FROM answers ORDER BY model, dataset, item_id")]
+
+
+def asked_items(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    """(dataset, item_id, item_sha256) of every item some answer asked, each once: what scoring must re-load."""
+    return [tuple(r) for r in db.execute("SELECT DISTINCT dataset, item_id, item_sha256 FROM answers ORDER BY 1, 2")]
 
 
 def done_keys(db: sqlite3.Connection, run_id: str) -> set[tuple[str, str, str]]:
@@ -748,6 +768,13 @@ def record_scores(db: sqlite3.Connection, mode: str, scored: list[tuple[int, Sco
         db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?, ?)",
                        [(answer_id, mode, int(s.correct), s.extracted, s.reason,
                          json.dumps(dict(s.details), sort_keys=True, default=str), now) for answer_id, s in scored])
+
+
+def correct_by_dataset(db: sqlite3.Connection, mode: str) -> dict[str, tuple[int, int]]:
+    """dataset -> (correct, scored) over every stored score of ``mode``."""
+    return {r[0]: (r[1], r[2]) for r in db.execute(
+        "SELECT a.dataset, sum(s.correct), count(*) FROM scores s JOIN answers a ON a.id = s.answer_id "
+        "WHERE s.mode = ? GROUP BY a.dataset ORDER BY a.dataset", (mode,))}
 
 
 def status_counts(db: sqlite3.Connection) -> dict[str, int]:

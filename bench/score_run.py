@@ -36,11 +36,11 @@ def stored_items(db) -> dict[tuple[str, str], Item]:
     from bench.runner import load_tasks
 
     items = {(t.item.dataset, t.item.item_id): t.item for t in load_tasks(results.stored_spec(db))}
-    for row in db.execute("SELECT DISTINCT dataset, item_id, item_sha256 FROM answers"):
-        item = items.get((row["dataset"], row["item_id"]))
-        if item is None or item.sha256 != row["item_sha256"]:
-            raise ResultsError(f"item {row['dataset']}/{row['item_id']} is missing or changed since it was asked "
-                               f"(recorded sha256 {row['item_sha256'][:12]}); cannot score it")
+    for dataset, item_id, sha256 in results.asked_items(db):
+        item = items.get((dataset, item_id))
+        if item is None or item.sha256 != sha256:
+            raise ResultsError(f"item {dataset}/{item_id} is missing or changed since it was asked "
+                               f"(recorded sha256 {sha256[:12]}); cannot score it")
     return items
 
 
@@ -64,7 +64,7 @@ def score_run(out_dir: Path, modes: tuple[str, ...] = MODES, *, rescore: bool = 
                                                                       r["response"] or "", mode)) for r in chunk],
                                           SCORING_VERSION)
     with closing(results.connect_readonly(db_path)) as db:
-        return [ScoreSummary(mode, len(todo[mode]), _correct_by_dataset(db, mode)) for mode in modes]
+        return [ScoreSummary(mode, len(todo[mode]), results.correct_by_dataset(db, mode)) for mode in modes]
 
 
 def _stale(db: sqlite3.Connection, mode: str) -> bool:
@@ -76,8 +76,3 @@ def _stale(db: sqlite3.Connection, mode: str) -> bool:
                 SCORING_VERSION)
     return True
 
-
-def _correct_by_dataset(db: sqlite3.Connection, mode: str) -> dict[str, tuple[int, int]]:
-    return {r[0]: (r[1], r[2]) for r in db.execute(
-        "SELECT a.dataset, sum(s.correct), count(*) FROM scores s JOIN answers a ON a.id = s.answer_id "
-        "WHERE s.mode = ? GROUP BY a.dataset ORDER BY a.dataset", (mode,))}

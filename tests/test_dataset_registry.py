@@ -15,8 +15,7 @@ import pytest
 from bench import results, suite
 from bench.datasets.base import Adapter, need, short_sha
 from bench.errors import CatalogError, SpecError
-from bench.pipeline import pipeline
-from bench.provenance import verify
+from bench.pipeline import pipeline, verify_run
 from bench.records import Item, Score, sha256_text
 from bench.spec import parse_spec
 from ollama_server import DEMO_TAG
@@ -108,7 +107,7 @@ def test_a_new_dataset_runs_through_the_registry_alone(sums, tmp_path, llama_eng
 
     cells = pd.read_csv(out / "report" / "tables" / "cells.csv")
     assert set(cells["dataset"]) == {NAME} and int(cells["n_answers"].sum()) == 2
-    checked = verify(out)
+    checked = verify_run(out)
     assert checked.ok, checked.lines()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.fleet.planfile import read_plan
-from bench.provenance import verify
+from bench.pipeline import verify_run
 from bench.spec import ShardSpec, load_spec, parse_spec, with_shard
 from runner_support import ROOT, run_bench
 
@@ -72,7 +72,7 @@ def test_nothing_of_ansible_left_on_a_measuring_host(demo):
 
 def test_merged_folder_verifies_and_knows_each_device(demo):
     merged = demo["dir"] / "merged"
-    report = verify(merged)
+    report = verify_run(merged)
     assert report.ok, report.lines()
     con = sqlite3.connect(f"file:{merged / 'results.db'}?mode=ro", uri=True)
     devices = dict(con.execute("SELECT device, count(*) FROM answers GROUP BY device").fetchall())

@@ -20,6 +20,7 @@ from bench.fleet.move import move
 from bench.fleet.planfile import entries, plan_fleet, read_plan, save_plan, write_plan
 from bench.meter.local import spawn_daemon
 from bench.pipeline import pipeline, seal_run
+from bench.pipeline import verify_run
 from bench.provenance import seal, verify
 from bench.runner import run
 from bench.spec import ShardSpec, load_spec, with_shard
@@ -119,14 +120,13 @@ def test_merged_folder_has_every_answer_once_with_its_device(fleet, merged):
 
 def test_merged_folder_verifies_back_to_each_device_key(fleet, merged):
     out = merged["out"]
-    report = verify(out)
+    report = verify_run(out)
     assert report.ok, report.lines()
     proc = run_bench("verify", str(out), check=True)
     assert proc.stdout.startswith("OK ")
     # Each embedded shard verifies on its own against the fleet's signers, as its host.
     for s in merged["facts"]["shards"]:
-        assert verify(out / s["folder"], fleet["signers"], identity=f"{s['host']}@edge-llm-bench",
-                      check_numbers=False).ok
+        assert verify(out / s["folder"], fleet["signers"], identity=f"{s['host']}@edge-llm-bench").ok
     summary = (out / "report" / "summary.md").read_text("utf-8")
     assert "## Devices of the fleet" in summary and (out / "report" / "tables" / "devices.csv").is_file()
 
@@ -148,7 +148,7 @@ def test_chain_catches_merged_answers_that_differ_from_the_shard(fleet, merged, 
     con.commit()
     con.close()
     seal(forged, None, key_path=fleet["keys"]["a"])  # re-sealed: the folder's own checksums hold again
-    problems = verify(forged, check_numbers=False).lines()
+    problems = verify_run(forged, check_numbers=False).lines()
     assert problems == ["results.db: answers of device a differ from shards/a/results.db"]
 
 

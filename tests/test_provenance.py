@@ -18,7 +18,10 @@ from click.testing import CliRunner
 from bench.cli import cli
 import bench.cli.provenance  # noqa: F401  (registers sign/verify/keygen on `cli`)
 from bench.errors import ProvenanceError
+from bench import run_checks
+from bench.pipeline import verify_run
 from bench.provenance import seal, signing, verify
+from bench.provenance.verify import Findings, Problem
 from bench.provenance.checksums import MANIFEST_NAME, SIG_NAME, SIGNERS_NAME, SUMS_NAME
 
 SSH_KEYGEN = shutil.which("ssh-keygen")
@@ -103,17 +106,13 @@ def all_files(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
-def check(folder: Path, **kw):
-    return verify(folder, check_numbers=False, **kw)
-
-
 def test_untouched_folder_passes(sealed, key_path):
-    report = check(sealed)
+    report = verify(sealed)
     assert report.ok, report.lines()
     listed = (sealed / SUMS_NAME).read_text().splitlines()
     assert report.files_checked == len(listed) == len(all_files(sealed)) - 2
     assert report.signer.startswith("edge-llm-bench (SHA256:")
-    assert check(sealed, trusted_signers=key_path.with_name("signing_key.allowed_signers")).ok
+    assert verify(sealed, trusted_signers=key_path.with_name("signing_key.allowed_signers")).ok
 
 
 def test_seal_layout_and_no_private_key_in_folder(sealed, key_path):
@@ -154,10 +153,10 @@ def test_any_flipped_byte_in_any_file_fails_and_names_it(sealed):
             for mask in masks:
                 original = flipped(path, offset, mask)
                 try:
-                    assert_names(check(sealed), rel)
+                    assert_names(verify(sealed), rel)
                 finally:
                     path.write_bytes(original)
-    assert check(sealed).ok
+    assert verify(sealed).ok
 
 
 def test_deleting_any_file_fails_and_names_it(sealed):
@@ -166,12 +165,12 @@ def test_deleting_any_file_fails_and_names_it(sealed):
         original = path.read_bytes()
         path.unlink()
         try:
-            report = check(sealed)
+            report = verify(sealed)
             assert_names(report, rel)
             assert any("missing" in p.message for p in report.problems if p.path == rel)
         finally:
             path.write_bytes(original)
-    assert check(sealed).ok
+    assert verify(sealed).ok
 
 
 @pytest.mark.parametrize(
@@ -181,14 +180,14 @@ def test_adding_a_file_fails_and_names_it(sealed, rel):
     path = sealed / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"")
-    report = check(sealed)
+    report = verify(sealed)
     assert_names(report, rel)
     assert "extra file" in next(p.message for p in report.problems if p.path == rel)
 
 
 def test_adding_an_unlistable_name_fails_and_names_it(sealed):
     (sealed / "report" / "evil\nname").write_text("x")
-    report = check(sealed)
+    report = verify(sealed)
     assert not report.ok
     assert any(p.path == "report/evil\\nname" and "newline" in p.message for p in report.problems)
 
@@ -197,7 +196,7 @@ def test_wrong_key_fails(sealed, tmp_path):
     other = signing.create_key(tmp_path / "other" / "key")
     pinned = tmp_path / "pinned_signers"
     pinned.write_text(other.signers_line())
-    report = check(sealed, trusted_signers=pinned)
+    report = verify(sealed, trusted_signers=pinned)
     assert not report.ok
     assert any(p.path == SIG_NAME and "not an allowed signer" in p.message for p in report.problems)
 
@@ -206,16 +205,16 @@ def test_resealed_by_another_key_is_caught_only_when_pinned(sealed, key_path, tm
     """An attacker can change a file and re-seal with their own key: integrity then holds, authenticity does not."""
     (sealed / "report" / "summary.md").write_text("| model | J/answer |\n| q | 1.0 |\n")
     seal(sealed, None, tmp_path / "attacker" / "key")
-    assert check(sealed).ok
+    assert verify(sealed).ok
     genuine = key_path.with_name("signing_key.allowed_signers")
-    assert not check(sealed, trusted_signers=genuine).ok
+    assert not verify(sealed, trusted_signers=genuine).ok
 
 
 def test_wrong_namespace_fails(sealed, key_path):
     key = signing.load_key(key_path)
     sig = signing.sign(key.private_key, (sealed / SUMS_NAME).read_bytes(), namespace="file")
     (sealed / SIG_NAME).write_text(sig)
-    report = check(sealed)
+    report = verify(sealed)
     assert any(p.path == SIG_NAME and "namespace" in p.message for p in report.problems)
 
 
@@ -258,7 +257,7 @@ def test_our_verifier_accepts_ssh_keygen_signature(sealed, key_path):
                           cwd=sealed, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     theirs = (sealed / SIG_NAME).read_bytes()
-    assert check(sealed).ok
+    assert verify(sealed).ok
     assert theirs == ours  # Ed25519 is deterministic: same key, namespace and message give the same SSHSIG bytes
 
 
@@ -270,7 +269,7 @@ def test_ssh_keygen_made_key_signs_and_verifies(tmp_path):
     subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     folder = make_result_folder(tmp_path / "r")
     seal(folder, FACTS, key, host={})
-    assert check(folder).ok
+    assert verify(folder).ok
     assert ssh_verify(folder, folder / SIGNERS_NAME).returncode == 0
 
 
@@ -306,63 +305,69 @@ def test_sign_without_facts_keeps_the_run_predicate(sealed, key_path):
     seal(sealed, None, key_path)
     after = json.loads((sealed / MANIFEST_NAME).read_text())["predicate"]
     assert after == before
-    assert check(sealed).ok
+    assert verify(sealed).ok
 
 
-# --- the numbers hook ---------------------------------------------------------------------------------------------
+# --- folder checks (composed by the pipeline) ---------------------------------------------------------------------
 
 
-def test_numbers_check_skips_with_explicit_message_when_unavailable(sealed, monkeypatch):
-    monkeypatch.setitem(sys.modules, "bench.report", None)  # import raises ImportError
-    report = verify(sealed)
-    assert report.ok, report.lines()
-    assert any(n.startswith("numbers check unavailable: ") for n in report.notes)
+def test_folder_checks_report_their_findings_and_a_crash_is_a_problem(sealed):
+    seen = []
 
+    def finds(root, predicate):
+        seen.append((root, predicate["answers"]))
+        return Findings((Problem("report/", "numbers differ"),), ("a note",))
 
-def _fake_stage_modules(monkeypatch, outcome, calls):
-    import types
+    def crashes(root, predicate):
+        raise RuntimeError("boom")
 
-    results = types.ModuleType("bench.results")
-    report = types.ModuleType("bench.report")
-
-    def answers_frame(db, mode):
-        calls.append(("frame", Path(db), mode))
-        with sqlite3.connect(db) as con:
-            return con.execute("SELECT item_id, status FROM answers ORDER BY item_id").fetchall()
-
-    def recompute_check(frame, report_dir):
-        calls.append(("check", frame, Path(report_dir)))
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    results.answers_frame = answers_frame
-    results.connect_readonly = sqlite3.connect  # verify reads the run identity through the same module
-    results.run_identity = lambda db: None  # the sealed DB predates identities
-    report.recompute_check = recompute_check
-    monkeypatch.setitem(sys.modules, "bench.results", results)
-    monkeypatch.setitem(sys.modules, "bench.report", report)
+    report = verify(sealed, checks=[finds, crashes])
+    assert seen == [(sealed, FACTS["answers"])]
+    assert report.lines() == [".: check crashes crashed: RuntimeError: boom", "report/: numbers differ"]
+    assert "a note" in report.notes
 
 
 def test_numbers_check_runs_on_a_copy_and_passes(sealed, monkeypatch):
     calls: list = []
-    _fake_stage_modules(monkeypatch, None, calls)
+    real_frame = run_checks.results.answers_frame
+
+    def answers_frame(db, mode):
+        calls.append(("frame", Path(db), mode))
+        return real_frame(db, mode)
+
+    def recompute_check(frame, report_dir):
+        calls.append(("check", sorted(zip(frame["item_id"], frame["status"])), Path(report_dir)))
+        return []
+
+    monkeypatch.setattr(run_checks.results, "answers_frame", answers_frame)
+    monkeypatch.setattr(run_checks, "recompute_check", recompute_check)
     before = all_files(sealed)
-    report = verify(sealed)
+    report = verify_run(sealed)
     assert report.ok, report.lines()
-    assert not any("unavailable" in n for n in report.notes)
+    assert "no run identity recorded (the run predates the identity snapshot)" in report.notes
     frame_call, check_call = calls
     assert frame_call[1].name == "results.db" and sealed not in frame_call[1].parents and frame_call[2] == "paper"
     assert check_call[1] == [("q1", "ok"), ("q2", "timeout")] and check_call[2] == sealed / "report"
     assert all_files(sealed) == before
 
 
-@pytest.mark.parametrize("outcome", [False, ["energy_j mean differs: 12.5 vs 12.4"], ProvenanceError("bad db")])
+@pytest.mark.parametrize("outcome", [["energy_j mean differs: 12.5 vs 12.4"], ProvenanceError("bad db")])
 def test_numbers_check_failure_is_a_problem(sealed, monkeypatch, outcome):
-    _fake_stage_modules(monkeypatch, outcome, [])
-    report = verify(sealed)
+    def recompute_check(frame, report_dir):
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(run_checks, "recompute_check", recompute_check)
+    report = verify_run(sealed)
     assert not report.ok
     assert [p.path for p in report.problems] == ["report/"]
+
+
+def test_numbers_check_unavailable_without_a_report(sealed):
+    shutil.rmtree(sealed / "report")
+    report = verify_run(sealed)
+    assert "numbers check unavailable: no results.db or report/ in the folder" in report.notes
 
 
 # --- CLI ------------------------------------------------------------------------------------------------------------

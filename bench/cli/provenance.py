@@ -39,9 +39,9 @@ def sign(result_dir: Path, key_path: Path | None) -> None:
 @click.option("--no-numbers", is_flag=True, help="Skip recomputing the report's numbers from the database.")
 def verify(result_dir: Path, trusted: Path | None, no_numbers: bool) -> None:
     """Check RESULT_DIR offline: signature, checksums, missing/extra files, manifest, report numbers."""
-    from bench.provenance import verify as run_verify
+    from bench.pipeline import verify_run
 
-    report = run_verify(result_dir, trusted, check_numbers=not no_numbers)
+    report = verify_run(result_dir, trusted, check_numbers=not no_numbers)
     notes = [f"note: {note}" for note in report.notes]
     if not report.ok:
         for line in report.lines() + notes:  # the verification report, one problem a line, naming the file

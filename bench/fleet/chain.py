@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import FleetError, ProvenanceError
-from bench.fleet.merge import FLEET_SIGNERS, SHARDS_DIR
 from bench.fleet.mergedb import answer_digest
 from bench.fleet.shardfolder import load_shard
 from bench.provenance.checksums import MANIFEST_NAME, SUMS_NAME, sha256_file
+
+SHARDS_DIR = "shards"  # a merged folder's embedded shard folders, as their devices sealed them
+FLEET_SIGNERS = "fleet_signers"  # the fleet's allowed signers, one principal per device
 
 
 def is_merged(root: Path) -> bool:

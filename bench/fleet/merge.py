@@ -20,14 +20,13 @@ from typing import Any
 from bench import __version__, results
 from bench.errors import FleetError
 from bench.fleet import mergedb
+from bench.fleet.chain import FLEET_SIGNERS, SHARDS_DIR
 from bench.fleet.costs import answers_per_dataset
 from bench.fleet.shardfolder import ShardFolder, load_shard
 from bench.spec import Spec, parent_text, parse_spec
 
 log = logging.getLogger(__name__)
 
-SHARDS_DIR = "shards"
-FLEET_SIGNERS = "fleet_signers"
 
 Block = tuple[str, str]
 

@@ -53,7 +53,7 @@ def load_shard(path: Path, signers: Path) -> ShardFolder:
     if not (path / "results.db").is_file():
         raise FleetError(f"{path}: not a result folder (no results.db)")
     try:  # first: nothing of a folder that does not verify is read
-        report = verify(path, signers, check_numbers=False)
+        report = verify(path, signers)
     except ProvenanceError as exc:
         raise FleetError(f"{path}: {exc}") from None
     if not report.ok:

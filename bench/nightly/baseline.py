@@ -14,7 +14,8 @@ from pathlib import Path
 
 from bench.nightly import history
 from bench.nightly.outcome import NightFailed
-from bench.provenance import VerifyReport, verify
+from bench.pipeline import verify_run
+from bench.provenance import VerifyReport
 from bench.provenance.checksums import SIG_NAME, SIGNERS_NAME, sha256_file
 
 
@@ -28,7 +29,7 @@ def choose(history_path: Path, which: str = "latest") -> str:
         folder = chosen.path(history_path.parent)
         if not folder.is_dir():
             raise NightFailed(f"night {chosen.id}: its folder {folder} is gone")
-        report = verify(folder)
+        report = verify_run(folder)
         if not report.ok:
             raise NightFailed(f"night {chosen.id} ({folder}) cannot be the baseline: {_problems(report)}")
         if signature_sha256(folder) != chosen.signature_sha256:
@@ -52,7 +53,7 @@ def check(base: history.Baseline) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-baseline-") as tmp:
         pinned = Path(tmp) / SIGNERS_NAME
         pinned.write_text(base.signers, "utf-8")
-        report = verify(base.folder, pinned, check_numbers=False)
+        report = verify_run(base.folder, pinned, check_numbers=False)
     if not report.ok:
         raise NightFailed(f"{where} fails verification: {_problems(report)}")
     if signature_sha256(base.folder) != base.signature_sha256:

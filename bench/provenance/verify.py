@@ -4,26 +4,24 @@ The chain is: an allowed signer's key signed SHA256SUMS; SHA256SUMS lists every 
 none changed); manifest.json (itself listed) names the same files with the same digests. Without ``--trusted`` the
 signature is checked against the folder's own ``allowed_signers``, which proves integrity but not *who* signed;
 pinning a key with ``trusted_signers`` proves that too.
+
+What the files *say* (a run's DB against its report and manifest, a merged folder's chain to its devices) is not
+this module's to know: such checks are `FolderCheck` callables that the caller composes (`bench.pipeline.verify_run`
+for a run folder), run after the seal checks.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Mapping, Sequence
 
-from bench.errors import BenchError, ProvenanceError
+from bench.errors import ProvenanceError
 from bench.provenance import checksums, manifest as manifest_mod, signing
 from bench.provenance.checksums import MANIFEST_NAME, SIG_NAME, SIGNERS_NAME, SUMS_NAME
 
 log = logging.getLogger(__name__)
-
-DB_NAME = "results.db"
-REPORT_DIR = "report"
 
 
 @dataclass(frozen=True, order=True)
@@ -56,6 +54,19 @@ class VerifyReport:
         return [str(p) for p in self.problems]
 
 
+@dataclass(frozen=True)
+class Findings:
+    """What one folder check found: problems, each naming a file, and notes (a check that could not run, and why)."""
+
+    problems: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+FolderCheck = Callable[[Path, Mapping[str, Any]], Findings]
+"""A check of what a sealed folder's files say, given the folder and its manifest's predicate ({} when unreadable).
+It must not change the folder; a check that raises is reported as a problem, never a crashed verifier."""
+
+
 @dataclass
 class _Acc:
     problems: list[Problem] = field(default_factory=list)
@@ -71,9 +82,10 @@ def verify(
     *,
     namespace: str = signing.NAMESPACE,
     identity: str | None = None,
-    check_numbers: bool = True,
+    checks: Sequence[FolderCheck] = (),
 ) -> VerifyReport:
-    """Check ``result_dir`` completely and return every problem found (it does not stop at the first)."""
+    """Check ``result_dir`` completely and return every problem found (it does not stop at the first): the seal,
+    then each of ``checks``."""
     root = Path(result_dir)
     if not root.is_dir():
         raise ProvenanceError(f"{root}: not a directory")
@@ -101,10 +113,8 @@ def verify(
         acc.add(blamed, f"signature in {SIG_NAME} does not verify over {SUMS_NAME} (one of the two was altered)")
 
     predicate = _check_manifest(root, sums, acc) if sums_bytes is not None else {}
-    _check_fleet_chain(root, predicate, acc)
-
-    if check_numbers:
-        _check_numbers(root, predicate, acc)
+    for folder_check in checks:
+        _run_check(folder_check, root, predicate, acc)
 
     return VerifyReport(
         result_dir=root,
@@ -227,94 +237,13 @@ def _check_manifest(root: Path, sums: dict[str, str], acc: _Acc) -> dict[str, An
     return data["predicate"]
 
 
-def _check_fleet_chain(root: Path, predicate: dict[str, Any], acc: _Acc) -> None:
-    """Hook: a merged fleet folder (`bench merge`) is also checked back to each device's key (bench.fleet.chain)."""
-    chain = importlib.import_module("bench.fleet.chain")
-    if chain.is_merged(root):
-        for path, message in chain.check(root, predicate):
-            acc.add(path, message)
-
-
-def _modes(predicate: dict[str, Any]) -> list[str]:
-    modes = predicate.get("score_modes") or predicate.get("score_mode") or ["paper"]
-    return [modes] if isinstance(modes, str) else [str(m) for m in modes]
-
-
-def _check_numbers(root: Path, predicate: dict[str, Any], acc: _Acc) -> None:
-    """Hook: recompute the report's numbers from the DB (``bench.results.answers_frame``) and compare them with the
-    report (``bench.report.recompute_check``). The DB is copied first: opening SQLite can create -wal/-shm files,
-    which would add files to the folder being verified."""
-    db, report_dir = root / DB_NAME, root / REPORT_DIR
-    if not db.is_file() or not report_dir.is_dir():
-        acc.notes.append(f"numbers check unavailable: no {DB_NAME} or {REPORT_DIR}/ in the folder")
-        return
+def _run_check(folder_check: FolderCheck, root: Path, predicate: Mapping[str, Any], acc: _Acc) -> None:
+    name = getattr(folder_check, "__name__", type(folder_check).__name__)
     try:
-        answers_frame = importlib.import_module("bench.results").answers_frame
-        recompute_check = importlib.import_module("bench.report").recompute_check
-    except (ImportError, AttributeError) as exc:
-        acc.notes.append(f"numbers check unavailable: {type(exc).__name__}: {exc}")
+        found = folder_check(root, predicate)
+    except Exception as exc:  # a crash in a check is a failed check, not a crashed verifier
+        log.debug("folder check %s crashed", name, exc_info=True)
+        acc.add(".", f"check {name} crashed: {type(exc).__name__}: {exc}")
         return
-    with tempfile.TemporaryDirectory(prefix="bench-verify-") as tmp:
-        for suffix in ("", "-wal"):
-            if (root / (DB_NAME + suffix)).is_file():
-                shutil.copy2(root / (DB_NAME + suffix), Path(tmp) / (DB_NAME + suffix))
-        _check_identity(Path(tmp) / DB_NAME, predicate, acc)
-        for mode in _modes(predicate):
-            try:
-                outcome = recompute_check(answers_frame(Path(tmp) / DB_NAME, mode), report_dir)
-            except BenchError as exc:
-                acc.add(f"{REPORT_DIR}/", f"numbers check ({mode}) failed: {exc}")
-                continue
-            except Exception as exc:  # a crash in the check is a failed check, not a crashed verifier
-                log.debug("numbers check crashed", exc_info=True)
-                acc.add(f"{REPORT_DIR}/", f"numbers check ({mode}) crashed: {type(exc).__name__}: {exc}")
-                continue
-            for message in _outcome_problems(outcome):
-                acc.add(f"{REPORT_DIR}/", f"numbers ({mode}): {message}")
-            log.info("numbers check (%s) done", mode)
-
-
-def _check_identity(db_path: Path, predicate: dict[str, Any], acc: _Acc) -> None:
-    """The run identity the manifest states must be the one stored in the DB (the report's numbers rest on the
-    DB's): models, datasets, prompt and scorer versions."""
-    import sqlite3
-
-    from bench.results import connect_readonly, run_identity
-
-    try:
-        db = connect_readonly(db_path)
-    except BenchError as exc:  # not one of our DBs: name the problem instead of stopping the whole check
-        acc.add(DB_NAME, str(exc).removeprefix(f"{db_path}: "))
-        return
-    try:
-        stored = run_identity(db)
-    except sqlite3.Error as exc:
-        acc.add(DB_NAME, f"run identity unreadable ({exc})")
-        return
-    finally:
-        db.close()
-    stated = predicate.get("identity")
-    if stated is not None and not isinstance(stated, dict):
-        acc.add(MANIFEST_NAME, "identity must be an object")
-        return
-    if stored is None or stated is None:
-        if stored is not None or stated is not None:
-            acc.add(MANIFEST_NAME, f"run identity is in {'the DB' if stored else MANIFEST_NAME} only")
-        else:
-            acc.notes.append("no run identity recorded (the run predates the identity snapshot)")
-        return
-    expected = manifest_mod.jsonable(stored, "identity")
-    for key in sorted(set(expected) | set(stated)):
-        if expected.get(key) != stated.get(key):
-            acc.add(MANIFEST_NAME, f"identity.{key} differs from the run identity in {DB_NAME}")
-
-
-def _outcome_problems(outcome: Any) -> Iterable[str]:
-    """recompute_check may return None/True (ok), False, a message, or an iterable of messages (problems)."""
-    if outcome is None or outcome is True:
-        return []
-    if outcome is False:
-        return ["differ from the numbers recomputed from the database"]
-    if isinstance(outcome, str):
-        return [outcome] if outcome else []
-    return [str(m) for m in outcome]
+    acc.problems.extend(found.problems)
+    acc.notes.extend(found.notes)

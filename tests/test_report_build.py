@@ -139,16 +139,43 @@ def test_trace_plot_only_for_a_usable_trace(monkeypatch, tmp_path):
     for name in ("pareto_plot", "jpt_plot", "latency_plot", "phase_plot", "trace_plot"):
         monkeypatch.setattr(plots, name, lambda *a, _n=name, **k: made.append((_n, a)) or _n)
     frame = synthetic_frame(n_answers=300, seed=2)
-    from bench.report import aggregate, pareto
+    from bench.report import aggregate, derived
 
-    cells = aggregate.cells(frame)
-    tables = aggregate.paper_tables(cells)
-    figs = build._figures(cells, tables, pareto.fronts(cells), None, tmp_path)
+    agg = derived.from_cells(aggregate.cells(frame))
+    figs = build._figures(agg, None, tmp_path)
     assert figs == ["pareto_plot", "jpt_plot", "latency_plot", "phase_plot"]
     made.clear()
     good = synthetic_trace(seed=4)
-    figs = build._figures(cells, tables, pareto.fronts(cells), [None, {"x": 1}, good, synthetic_trace()], tmp_path)
+    figs = build._figures(agg, [None, {"x": 1}, good, synthetic_trace()], tmp_path)
     assert figs[-1] == "trace_plot" and made[-1][1][0] is good
+
+
+def test_a_report_build_derives_each_aggregate_once(tmp_path, monkeypatch):
+    """The per-model summary, the paper's tables, the fronts, the phase table and the energy qualities are derived
+    once per build and shared by the tables, plots, comparison, claims, marks and numbers.json."""
+    import sys
+
+    from bench.report import aggregate, energy_bounds, pareto, phases
+
+    calls: dict[str, int] = {}
+
+    def counted(module, name):
+        """Count calls through every name any bench module holds the function under (``from`` imports too)."""
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return real(*args, **kwargs)
+        for mod in [m for n, m in sys.modules.items() if n.startswith("bench.")]:
+            for attr, value in list(vars(mod).items()):
+                if value is real:
+                    monkeypatch.setattr(mod, attr, wrapper)
+
+    for module, name in ((aggregate, "model_summary"), (aggregate, "paper_tables"), (pareto, "fronts"),
+                         (phases, "phase_table"), (energy_bounds, "qualities")):
+        counted(module, name)
+    build_report(synthetic_frame(n_answers=300, seed=2), tmp_path, run_info={})
+    assert calls == dict.fromkeys(["model_summary", "paper_tables", "fronts", "phase_table", "qualities"], 1)
 
 
 def test_synthetic_frame_has_the_requested_size_and_failures():

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import ResultsError
-from bench.report import (aggregate, clock, compare, devices, energy_bounds, findings, numbers, pareto, phases,
-                          plots, protocol, render, roofline)
+from bench.report import (aggregate, clock, compare, derived, devices, energy_bounds, findings, numbers, pareto,
+                          phases, plots, protocol, render, roofline)
 from bench.report.published import load_published
 from bench.report.review import ReviewInputs, review
 from bench.report.traces import as_trace
@@ -64,11 +64,11 @@ def _write_tables(d: render.ReportData, tables_dir: Path) -> dict[str, Path]:
     return out
 
 
-def _figures(cells_: pd.DataFrame, tables: pd.DataFrame, fronts_: dict, traces, plots_dir: Path) -> list:
+def _figures(d: derived.Derived, traces, plots_dir: Path) -> list:
     plots_dir.mkdir(parents=True, exist_ok=True)
-    figs = [plots.pareto_plot(cells_, fronts_, plots_dir), plots.jpt_plot(cells_, plots_dir),
-            plots.latency_plot(tables[tables["table"] == "t10"], plots_dir)]
-    phase_fig = plots.phase_plot(cells_, plots_dir)
+    figs = [plots.pareto_plot(d.cells, d.summary, d.fronts, plots_dir), plots.jpt_plot(d.summary, plots_dir),
+            plots.latency_plot(d.tables[d.tables["table"] == "t10"], plots_dir)]
+    phase_fig = plots.phase_plot(d.summary, plots_dir)
     if phase_fig is not None:
         figs.append(phase_fig)
     usable = [t for t in (as_trace(x) for x in (traces or [])) if t is not None]
@@ -100,13 +100,7 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
     cells_ = cells if cells is not None else aggregate.cells(frame)
     if cells_.empty:
         raise ResultsError("no answers to report: the answers frame has no rows; run `bench run` first")
-    tables = aggregate.paper_tables(cells_)
-    metrics = ["accuracy", "energy_j", "j_per_token", "tokens", "latency_s", "tokens_per_s", "prefill_s", "gen_s",
-               "load_s", "j_per_prompt_token", "j_per_gen_token_decode", "prefill_energy_share", "energy_bound_j",
-               "j_per_token_bound", "j_per_prompt_token_bound", "j_per_gen_token_decode_bound"]
-    summary = aggregate.model_summary(cells_, metrics)
-    fronts_ = pareto.fronts(cells_)
-    phase_tab = phases.phase_table(cells_)
+    agg = derived.from_cells(cells_)
     notes = []
     failed = int(cells_["n_failed"].sum())
     if failed:
@@ -118,25 +112,26 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
         notes.append(f"Tables and per-model values come from supplied per-(model, dataset) aggregates; the answers "
                      f"frame reproduces them within {tolerance_abs} (recorded in numbers.json).")
     bandwidth = run_info.get("memory_bandwidth_gb_s")
-    roof = roofline.roofline(summary, float(bandwidth)) if bandwidth else None
+    roof = roofline.roofline(agg.summary, float(bandwidth)) if bandwidth else None
     comparison, claims, pub = None, [], None
     if published:
         pub = load_published()
-        comparison = compare.compare(tables, cells_, pub, run_info.get("reference_table", "t5"))
-        claims = compare.evaluate_claims(tables, cells_, fronts_, pub)
+        comparison = compare.compare(agg.tables, cells_, pub, run_info.get("reference_table", "t5"),
+                                     summary=agg.summary)
+        claims = compare.evaluate_claims(agg.tables, cells_, agg.fronts, pub, summary=agg.summary)
     inputs = review_inputs or ReviewInputs()
     rev = review(frame, cells_, claims, pub, inputs)
     lead, details = findings.sections(rev, comparison, authors=inputs.sampled is not None)
-    figures = _figures(cells_, tables, fronts_, traces, report_dir / "plots") if plots else []
-    data = render.ReportData(run_info=dict(run_info), cells=cells_, tables=tables, summary=summary, fronts=fronts_,
-                             phases=phase_tab, phase_note=phases.jpt_vs_decode_note(phase_tab), figures=figures,
-                             comparison=comparison, claims=claims, roofline=roof, notes=notes,
-                             energy_marks=energy_bounds.marks(cells_),
+    figures = _figures(agg, traces, report_dir / "plots") if plots else []
+    data = render.ReportData(run_info=dict(run_info), cells=cells_, tables=agg.tables, summary=agg.summary,
+                             fronts=agg.fronts, phases=agg.phases, phase_note=phases.jpt_vs_decode_note(agg.phases),
+                             figures=figures, comparison=comparison, claims=claims, roofline=roof, notes=notes,
+                             energy_marks=energy_bounds.marks(agg.qualities),
                              protocol=protocol.section(frame, run_info.get("protocol")),
                              devices=devices.device_view(frame, device_data), lead=[lead], sections=[details])
     table_paths = _write_tables(data, report_dir / "tables")
     table_paths.update(findings.write_tables(rev, report_dir / "tables"))
-    nums = numbers.key_numbers(cells_, frame, cells_source=source, tolerance_abs=tolerance_abs)
+    nums = numbers.key_numbers(agg, frame, cells_source=source, tolerance_abs=tolerance_abs)
     numbers_path = numbers.write_numbers(nums, report_dir)
     html_path = report_dir / "report.html"
     html_path.write_text(render.render_html(data), "utf-8")

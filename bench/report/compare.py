@@ -45,7 +45,7 @@ class Claim:
     deciding: dict = field(default_factory=dict)
 
 
-def ours_cells_long(cells_: pd.DataFrame) -> pd.DataFrame:
+def ours_cells_long(cells_: pd.DataFrame, summary: pd.DataFrame | None = None) -> pd.DataFrame:
     """Our per-model values per dataset and ``all`` in the long form of ``published_cells``."""
     metrics = ["accuracy", "energy_j", "j_per_token", "tokens", "latency_s", "tokens_per_s", "prefill_s", "gen_s",
                "load_s"]
@@ -53,7 +53,7 @@ def ours_cells_long(cells_: pd.DataFrame) -> pd.DataFrame:
     for _, r in cells_.iterrows():
         rows += [("cell", r["model"], r["dataset"], m, r[m]) for m in metrics]
         rows.append(("cell", r["model"], r["dataset"], "n_answers", r["n_answers"]))
-    for _, r in model_summary(cells_, metrics).iterrows():
+    for _, r in (model_summary(cells_, metrics) if summary is None else summary).iterrows():
         rows += [("cell", r["model"], "all", m, r[m]) for m in metrics]
         rows.append(("cell", r["model"], "all", "n_answers", r["n_answers"]))
     return pd.DataFrame(rows, columns=["table", "row", "col", "stat", "value"])
@@ -119,15 +119,17 @@ def _mark_partial(out: pd.DataFrame, cells_: pd.DataFrame, pub: dict) -> pd.Data
     return out
 
 
-def compare(tables: pd.DataFrame, cells_: pd.DataFrame, pub: dict, energy_table: str = "t5") -> pd.DataFrame:
-    """Tables 4/5/9/10 and the per-model cells, ours vs published.
+def compare(tables: pd.DataFrame, cells_: pd.DataFrame, pub: dict, energy_table: str = "t5", *,
+            summary: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Tables 4/5/9/10 and the per-model cells, ours vs published (``summary``: the cells' `model_summary`, if the
+    caller has it).
 
     Status per number: ``within`` / ``outside`` tolerance, ``not run`` (no value of ours), or ``partial`` (a table
     cell whose value averages over a different set of models or datasets than the paper's: shown, not judged).
     """
     return pd.concat([
         _mark_partial(compare_long(tables, published_tables(pub, energy_table)), cells_, pub),
-        compare_long(ours_cells_long(cells_), published_cells(pub)),
+        compare_long(ours_cells_long(cells_, summary), published_cells(pub)),
     ], ignore_index=True)
 
 
@@ -155,10 +157,12 @@ def _reduction_claim(key: str, spec: dict, candidates: list[tuple[str, str, floa
 
 
 def evaluate_claims(tables: pd.DataFrame, cells_: pd.DataFrame, fronts_: dict[str, list[str]],
-                    pub: dict) -> list[Claim]:
-    """Re-decide each headline claim of ``published.json`` on this run's numbers."""
+                    pub: dict, *, summary: pd.DataFrame | None = None) -> list[Claim]:
+    """Re-decide each headline claim of ``published.json`` on this run's numbers (``summary``: the cells'
+    `model_summary`, if the caller has it)."""
     specs = pub["claims"]
-    summary = model_summary(cells_, ["j_per_token"])
+    if summary is None:
+        summary = model_summary(cells_, ["j_per_token"])
     # 1. J/token: each model's "all" value against its base's fp16 model.
     cand = []
     for base, block in summary.groupby("base"):

@@ -45,9 +45,11 @@ def _bound_tables(cells_: pd.DataFrame) -> pd.DataFrame:
                      ignore_index=True)
 
 
-def qualities(cells_: pd.DataFrame) -> dict[tuple[str, str, str, str], Quality]:
+def qualities(cells_: pd.DataFrame, *,
+              summary: pd.DataFrame | None = None) -> dict[tuple[str, str, str, str], Quality]:
     """Keyed like the comparison's rows, ``(table, row, col, stat)``: Tables 4 and 5 as ``(t4|t5, row, col,
-    "mean")``, each model's figures per dataset and over all as ``("cell", model, dataset|"all", metric)``."""
+    "mean")``, each model's figures per dataset and over all as ``("cell", model, dataset|"all", metric)``
+    (``summary``: the cells' `model_summary`, if the caller has it)."""
     pc = paper_cells(cells_)
     models = models_of(pc)
     excluded = pc.groupby("model")["energy_excluded_n"].sum()
@@ -61,16 +63,18 @@ def qualities(cells_: pd.DataFrame) -> dict[tuple[str, str, str, str], Quality]:
         for metric, bound in MODEL_METRICS.items():
             out[("cell", r.model, r.dataset, metric)] = Quality(float(getattr(r, bound)), int(r.energy_excluded_n),
                                                                 int(r.energy_partial_n))
-    for r in model_summary(cells_, list(MODEL_METRICS.values())).itertuples():
+    if summary is None:
+        summary = model_summary(cells_, list(MODEL_METRICS.values()))
+    for r in summary.itertuples():
         for metric, bound in MODEL_METRICS.items():
             out[("cell", r.model, "all", metric)] = Quality(float(getattr(r, bound)), int(excluded[r.model]),
                                                             int(partial[r.model]))
     return out
 
 
-def marks(cells_: pd.DataFrame) -> dict[tuple[str, str, str, str], str]:
+def marks(quals: dict[tuple[str, str, str, str], Quality]) -> dict[tuple[str, str, str, str], str]:
     """The text shown after each energy figure (only where there is something to say)."""
-    return {k: t for k, q in qualities(cells_).items()
+    return {k: t for k, q in quals.items()
             if (t := q.text(digits=3 if k[0] == "t4" or k[3] == "j_per_token" else 2))}
 
 
@@ -102,14 +106,15 @@ def notes(cells_: pd.DataFrame, uncertainty: str | None) -> list[str]:
     return out
 
 
-def key_values(cells_: pd.DataFrame, phase_tab: pd.DataFrame) -> dict[str, float]:
+def key_values(cells_: pd.DataFrame, quals: dict[tuple[str, str, str, str], Quality],
+               phase_tab: pd.DataFrame) -> dict[str, float]:
     """For ``numbers.json``: per-cell coverage counts, the bounds of Tables 4/5 and per-model figures, and each
     cell's per-phase values with their bounds and flags (all recomputed by ``recompute_check``)."""
     values: dict[str, float] = {}
     for r in cells_.itertuples():
         for flag in COUNT_FLAGS:
             values[f"coverage/{r.model}/{r.dataset}/{flag}"] = float(getattr(r, f"{flag}_n"))
-    for key, q in qualities(cells_).items():
+    for key, q in quals.items():
         values["bound/" + "/".join(key)] = q.bound
     for r in phase_tab.itertuples():
         for metric in PHASE_BOUNDS:

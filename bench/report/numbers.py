@@ -15,9 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report import energy_bounds
-from bench.report.aggregate import cells as cells_of, model_summary, paper_tables
-from bench.report.pareto import fronts
-from bench.report.phases import phase_table
+from bench.report.aggregate import cells as cells_of
+from bench.report.derived import Derived, from_cells
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +25,17 @@ KEY_METRICS = ["accuracy", "energy_j", "j_per_token", "latency_s", "tokens_per_s
 REL_EPS = 1e-9
 
 
-def key_numbers(cells_: pd.DataFrame, frame: pd.DataFrame, *, cells_source: str = "frame",
+def key_numbers(derived: Derived, frame: pd.DataFrame, *, cells_source: str = "frame",
                 tolerance_abs: float = 0.0) -> dict:
     """The numbers a reader quotes: Tables 4/5/9/10, each model's "all" values, the fronts, the answer counts, and
     the coverage counts and error bounds behind every energy figure (``energy_bounds.key_values``)."""
     values: dict[str, float | None] = {}
-    for _, r in paper_tables(cells_).iterrows():
+    for _, r in derived.tables.iterrows():
         values[f"{r['table']}/{r['row']}/{r['col']}/{r['stat']}"] = _num(r["value"])
-    for _, r in model_summary(cells_, KEY_METRICS).iterrows():
+    for _, r in derived.summary.iterrows():
         for m in KEY_METRICS:
             values[f"model/{r['model']}/{m}"] = _num(r[m])
-    for key, value in energy_bounds.key_values(cells_, phase_table(cells_)).items():
+    for key, value in energy_bounds.key_values(derived.cells, derived.qualities, derived.phases).items():
         values[key] = _num(value)
     return {
         "schema": SCHEMA,
@@ -45,7 +44,7 @@ def key_numbers(cells_: pd.DataFrame, frame: pd.DataFrame, *, cells_source: str 
         "n_rows": int(len(frame)),
         "energy_rule": energy_bounds.RULE,
         "values": values,
-        "fronts": {k: sorted(v) for k, v in fronts(cells_).items()},
+        "fronts": {k: sorted(v) for k, v in derived.fronts.items()},
     }
 
 
@@ -78,7 +77,7 @@ def recompute_check(frame: pd.DataFrame, report_dir: Path) -> list[str]:
     if stored.get("schema") != SCHEMA:
         return [f"{path}: schema {stored.get('schema')!r}, expected {SCHEMA}"]
     tol = float(stored.get("tolerance_abs", 0.0))
-    fresh = key_numbers(cells_of(frame), frame)
+    fresh = key_numbers(from_cells(cells_of(frame)), frame)
     problems = []
     if stored.get("n_rows") != fresh["n_rows"]:
         problems.append(f"n_rows: report has {stored.get('n_rows')}, the answers frame has {fresh['n_rows']}")

@@ -29,12 +29,14 @@ def front(models: list[str], accuracy: np.ndarray, energy_j: np.ndarray) -> list
     return out
 
 
-def fronts(cells_: pd.DataFrame) -> dict[str, list[str]]:
-    """Per dataset (cell means) and ``all`` (each model's unweighted means over datasets): the front's models."""
+def fronts(cells_: pd.DataFrame, *, summary: pd.DataFrame | None = None) -> dict[str, list[str]]:
+    """Per dataset (cell means) and ``all`` (each model's unweighted means over datasets): the front's models.
+    ``summary``: the cells' `model_summary` where the caller has it already."""
     out: dict[str, list[str]] = {}
     for ds, block in cells_.groupby("dataset", sort=True):
         out[ds] = front(list(block["model"]), block["accuracy"].to_numpy(), block["energy_j"].to_numpy())
-    summary = model_summary(cells_, ["accuracy", "energy_j"])
+    if summary is None:
+        summary = model_summary(cells_, ["accuracy", "energy_j"])
     out[ALL] = front(list(summary["model"]), summary["accuracy"].to_numpy(), summary["energy_j"].to_numpy())
     return out
 

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 
 from bench.catalog import QUANT_ORDER
-from bench.report.aggregate import model_summary
 from bench.report.traces import AnswerTrace
 from bench.suite import PAPER_DATASETS
 
@@ -54,10 +53,10 @@ def _quant_key(q: str) -> int:
     return QUANT_ORDER.index(q) if q in QUANT_ORDER else len(QUANT_ORDER)
 
 
-def pareto_plot(cells_: pd.DataFrame, fronts_: dict[str, list[str]], out_dir: Path) -> Figure:
-    """Accuracy vs energy per answer, one panel per dataset plus ``all``; front members ringed and joined."""
+def pareto_plot(cells_: pd.DataFrame, summary: pd.DataFrame, fronts_: dict[str, list[str]], out_dir: Path) -> Figure:
+    """Accuracy vs energy per answer, one panel per dataset plus ``all`` (``summary``: the cells'
+    `model_summary`); front members ringed and joined."""
     plt = _plt()
-    summary = model_summary(cells_, ["accuracy", "energy_j"])
     present = set(cells_["dataset"])
     panels = [d for d in PAPER_DATASETS if d in present] + sorted(present - set(PAPER_DATASETS))
     panels.append("all")
@@ -104,10 +103,9 @@ def _by_quant_lines(ax, summary: pd.DataFrame, metric: str, ylabel: str) -> None
     ax.legend(fontsize=7)
 
 
-def jpt_plot(cells_: pd.DataFrame, out_dir: Path) -> Figure:
-    """The paper's J/token ("all" means) by quantization level, one line per base model."""
+def jpt_plot(summary: pd.DataFrame, out_dir: Path) -> Figure:
+    """The paper's J/token ("all" means of the `model_summary`) by quantization level, one line per base model."""
     plt = _plt()
-    summary = model_summary(cells_, ["j_per_token"])
     fig, ax = plt.subplots(figsize=(7, 4))
     _by_quant_lines(ax, summary, "j_per_token", "J / generated token")
     ax.set_title("Energy per token by quantization (mean over datasets, 95% CI)")
@@ -137,10 +135,10 @@ def latency_plot(table10_: pd.DataFrame, out_dir: Path) -> Figure:
                  "every answer of every model (the paper's Table 10), with 95% t-intervals.")
 
 
-def phase_plot(cells_: pd.DataFrame, out_dir: Path) -> Figure | None:
-    """Prefill J per prompt token and decode J per generated token by quantization, per base model."""
+def phase_plot(summary: pd.DataFrame, out_dir: Path) -> Figure | None:
+    """Prefill J per prompt token and decode J per generated token by quantization, per base model (from the
+    `model_summary`)."""
     metrics = ["j_per_prompt_token", "j_per_gen_token_decode"]
-    summary = model_summary(cells_, metrics)
     if not summary[metrics].notna().any().any():
         log.info("no per-phase energy in this run; phase plot skipped")
         return None

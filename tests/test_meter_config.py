@@ -21,6 +21,15 @@ def test_spec_then_environment_then_default():
     assert parse("unix:/run/x.sock", env).path == "/run/x.sock"
 
 
+def test_no_shipped_spec_pins_the_socket():
+    """A spec's meter.socket outranks $BENCH_METER_SOCKET (what compose sets for the container), so a shipped spec
+    that spelled out the default would silently ignore the environment."""
+    from bench.spec import load_spec, shipped_specs
+
+    pinned = {name: load_spec(name).meter.socket for name in shipped_specs()}
+    assert {name: s for name, s in pinned.items() if s is not None} == {}
+
+
 @pytest.mark.parametrize("text", ["meter-host", "meter-host:", ":7461", "host:0", "host:65536", "host:seven"])
 def test_a_bad_address_is_one_line_naming_it(text):
     with pytest.raises(MeterError, match=f"listen address {text!r}: expected HOST:PORT"):

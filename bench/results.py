@@ -556,6 +556,11 @@ def record_model(db: sqlite3.Connection, run_id: str, model: str, facts: dict[st
                    (run_id, model, digest, json.dumps(facts, sort_keys=True, default=str), utc_now()))
 
 
+def model_digests(db: sqlite3.Connection) -> dict[str, str | None]:
+    """The digest each model ran with, by tag."""
+    return {r[0]: r[1] for r in db.execute("SELECT model, digest FROM models ORDER BY model")}
+
+
 def model_facts(db: sqlite3.Connection) -> dict[str, dict[str, Any]]:
     """What `prepare` learned about each model (digest and backend facts), by tag."""
     return {r[0]: json.loads(r[1]) for r in db.execute("SELECT model, facts_json FROM models ORDER BY model")}
@@ -770,6 +775,35 @@ def record_scores(db: sqlite3.Connection, mode: str, scored: list[tuple[int, Sco
                          json.dumps(dict(s.details), sort_keys=True, default=str), now) for answer_id, s in scored])
 
 
+@dataclass(frozen=True)
+class BlockProgress:
+    """One (model, dataset) block of a run as far as it got: answers recorded, first and last commit times."""
+
+    model: str
+    dataset: str
+    answers: int
+    first_utc: str
+    last_utc: str
+
+
+def block_progress(db: sqlite3.Connection) -> list[BlockProgress]:
+    return [BlockProgress(*r) for r in db.execute(
+        "SELECT model, dataset, count(*), min(created_utc), max(created_utc) FROM answers GROUP BY model, dataset "
+        "ORDER BY model, dataset")]
+
+
+def answers_per_block(db: sqlite3.Connection) -> dict[tuple[str, str], int]:
+    """(model, dataset) -> answers recorded."""
+    return {(b.model, b.dataset): b.answers for b in block_progress(db)}
+
+
+def last_failure(db: sqlite3.Connection) -> tuple[str, str, str] | None:
+    """(status, reason, created_utc) of the newest answer that timed out or failed."""
+    row = db.execute("SELECT status, reason, created_utc FROM answers WHERE status IN ('error', 'timeout') "
+                     "ORDER BY id DESC LIMIT 1").fetchone()
+    return tuple(row) if row else None
+
+
 def correct_by_dataset(db: sqlite3.Connection, mode: str) -> dict[str, tuple[int, int]]:
     """dataset -> (correct, scored) over every stored score of ``mode``."""
     return {r[0]: (r[1], r[2]) for r in db.execute(
@@ -803,6 +837,21 @@ def conditions_frame(db_path: Path | str):
         else:
             sql = CONDITIONS_SQL.format(conditions=", ".join(f"NULL AS {c}" for c in CONDITION_COLUMNS), join="")
         return pd.read_sql_query(sql, db)
+    finally:
+        db.close()
+
+
+def device_tables(db_path: Path | str):
+    """A merged fleet DB's ``devices`` and ``device_calibration`` tables as frames; None for a DB without them
+    (written before the devices migration). Read-only."""
+    import pandas as pd
+
+    db = connect_readonly(db_path)
+    try:
+        if not _table_exists(db, "devices"):
+            return None
+        return (pd.read_sql_query("SELECT * FROM devices ORDER BY device", db),
+                pd.read_sql_query("SELECT * FROM device_calibration ORDER BY device, model", db))
     finally:
         db.close()
 

@@ -10,10 +10,10 @@ leaves the dead shard's answers in them out.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
+from bench import results
 from bench.errors import FleetError
 from bench.fleet.planfile import SPECS_DIR, entries, read_plan, save_plan
 
@@ -24,12 +24,11 @@ def done_counts(fleet_dir: Path, shard: str, host: str) -> tuple[dict[Block, int
     """Answers per block the controller knows the shard has, and where that knowledge came from."""
     db_path = Path(fleet_dir) / "shards" / shard / "results.db"
     if db_path.is_file():
-        db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+        db = results.connect_readonly(db_path)
         try:
-            rows = db.execute("SELECT model, dataset, count(*) FROM answers GROUP BY model, dataset").fetchall()
+            return results.answers_per_block(db), f"fetched folder {db_path.parent}"
         finally:
             db.close()
-        return {(m, d): n for m, d, n in rows}, f"fetched folder {db_path.parent}"
     status = Path(fleet_dir) / "status" / f"{host}.json"
     if status.is_file():
         report = json.loads(status.read_text("utf-8"))

@@ -10,8 +10,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import FleetError, ProvenanceError, SpecError
+from bench.errors import FleetError, ProvenanceError, ResultsError, SpecError
 from bench.provenance import verify
+from bench import results
 from bench.results import RunRow
 from bench.spec import ShardSpec, Spec, parse_spec
 
@@ -61,13 +62,13 @@ def load_shard(path: Path, signers: Path) -> ShardFolder:
         raise FleetError(f"{path}: does not verify against {signers}: {report.problems[0]}{more}")
     db = read_only(path / "results.db")
     try:
-        rows = db.execute("SELECT * FROM runs").fetchall()
-        if len(rows) != 1:
-            raise FleetError(f"{path}: results.db holds {len(rows)} runs, a shard holds one")
-        run = RunRow(**{k: rows[0][k] for k in RunRow.__dataclass_fields__})
-        answers = {(r[0], r[1]): r[2] for r in db.execute(
-            "SELECT model, dataset, count(*) FROM answers GROUP BY model, dataset")}
-        digests = {r[0]: r[1] for r in db.execute("SELECT model, digest FROM models")}
+        run = results.get_run(db)
+        if run is None:
+            raise FleetError(f"{path}: results.db holds no run")
+        answers = results.answers_per_block(db)
+        digests = results.model_digests(db)
+    except ResultsError as exc:
+        raise FleetError(f"{path}: {exc}") from None
     except sqlite3.Error as exc:
         raise FleetError(f"{path}: results.db unreadable ({exc})") from None
     finally:

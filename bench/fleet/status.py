@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from bench import results
 from bench.fleet.planfile import entries, read_plan
-from bench.results import utc_now
 
 STATUS_DIR = "status"
 
@@ -49,20 +49,18 @@ def _shard(folder: Path) -> dict[str, Any]:
     db_path = folder / "results.db"
     if not db_path.is_file():
         return out
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
+    db = results.connect_readonly(db_path)
     try:
-        rows = db.execute("SELECT model, dataset, count(*), min(created_utc), max(created_utc) FROM answers "
-                          "GROUP BY model, dataset").fetchall()
-        err = db.execute("SELECT status, reason, created_utc FROM answers WHERE status IN ('error', 'timeout') "
-                         "ORDER BY id DESC LIMIT 1").fetchone()
+        blocks = results.block_progress(db)
+        err = results.last_failure(db)
     except sqlite3.Error as exc:
         return {**out, "error": f"results.db unreadable: {exc}"}
     finally:
         db.close()
-    out["blocks"] = [{"model": m, "dataset": d, "answers": n} for m, d, n, _, _ in rows]
-    out["answers"] = sum(n for _, _, n, _, _ in rows)
-    if rows:
-        out["first_utc"], out["last_utc"] = min(r[3] for r in rows), max(r[4] for r in rows)
+    out["blocks"] = [{"model": b.model, "dataset": b.dataset, "answers": b.answers} for b in blocks]
+    out["answers"] = sum(b.answers for b in blocks)
+    if blocks:
+        out["first_utc"], out["last_utc"] = min(b.first_utc for b in blocks), max(b.last_utc for b in blocks)
     if err:
         out["last_error"] = f"{err[2]} {err[0]}: {err[1]}"
     return out
@@ -73,7 +71,7 @@ def probe(host_dir: Path) -> dict[str, Any]:
     host_dir = Path(host_dir)
     shards_dir = host_dir / "shards"
     folders = sorted(p for p in shards_dir.iterdir() if p.is_dir()) if shards_dir.is_dir() else []
-    return {"probed_utc": utc_now(), "runner": _runner_state(host_dir),
+    return {"probed_utc": results.utc_now(), "runner": _runner_state(host_dir),
             "log_error": _last_log_error(host_dir / "runner.log"), "shards": [_shard(f) for f in folders]}
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import json
 import math
-import sqlite3
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import results
 from bench.report.metrics import derive
 
 METRICS = {"idle_w": "idle power (W)", "j_per_token": "J/token", "tokens_per_s": "tokens/s"}
@@ -57,16 +57,10 @@ class DeviceData:
 
 def load_devices(db_path: Path) -> DeviceData | None:
     """The devices and calibration tables of a merged DB; None for a single-machine run."""
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        devices = pd.read_sql_query("SELECT * FROM devices ORDER BY device", db)
-        calibration = pd.read_sql_query("SELECT * FROM device_calibration ORDER BY device, model", db)
-    except (sqlite3.Error, pd.errors.DatabaseError):
-        return None  # a DB from before the devices migration
-    finally:
-        db.close()
-    if devices.empty:
+    tables = results.device_tables(db_path)
+    if tables is None or tables[0].empty:
         return None
+    devices, calibration = tables
     devices["facts"] = [json.loads(f) for f in devices.pop("facts_json")]
     return DeviceData(devices, calibration)
 

@@ -896,6 +896,19 @@ LEFT JOIN energy_windows p ON p.answer_id = a.id AND p.phase = 'prefill'
 LEFT JOIN energy_windows d ON d.answer_id = a.id AND d.phase = 'decode'
 ORDER BY a.id
 """
+FRAME_COLUMNS: tuple[str, ...] = (
+    "run_id", "model", "base", "quant", "precision_group", "family", "parameter_size", "size_bytes", "dataset",
+    "item_id", "status", "reason", "correct", "score_mode", "correct_paper", "correct_strict", "energy_j",
+    "energy_raw_j", "idle_w", "mean_w", "coverage", "n_samples", "energy_bound_j", "energy_reason", "clock_bound_ms",
+    "clock_flag", "prefill_energy_j", "prefill_energy_raw_j", "prefill_coverage", "prefill_n_samples",
+    "prefill_energy_bound_j", "prefill_energy_reason", "decode_energy_j", "decode_energy_raw_j", "decode_coverage",
+    "decode_n_samples", "decode_energy_bound_j", "decode_energy_reason", "eval_count", "prompt_eval_count",
+    "prompt_cached_tokens", "num_ctx", "prompt_truncated", "complete", "total_s", "load_s", "prompt_eval_s", "eval_s",
+    "host_total_s", "ttft_s", "decode_s", "t_send_ns", "t_last_ns", "device", "completion_energy_j",
+    "completion_coverage",
+)
+"""The answers frame's columns, in order (``answers_frame`` gives exactly these; docs/internals.md lists them, and
+the authors' and synthetic frames follow them)."""
 IDENTITY_COLUMNS = ("base", "quant", "precision_group", "family", "parameter_size", "size_bytes")
 """The model facts the frame takes from the run's own snapshot (``run_models``), never from today's catalog."""
 
@@ -938,8 +951,8 @@ def _frame_sql(db: sqlite3.Connection) -> str:
 
 
 def answers_frame(db_path: Path | str, mode: str = "paper"):
-    """One row per answer with the columns listed in docs/internals.md (the report's input); model facts come from
-    the run's identity snapshot, so the frame of a stored run does not change when the catalog does."""
+    """One row per answer with the columns ``FRAME_COLUMNS`` (the report's input); model facts come from the run's
+    identity snapshot, so the frame of a stored run does not change when the catalog does."""
     import pandas as pd
 
     db = connect_readonly(db_path)

@@ -10,7 +10,7 @@ import pytest
 
 from bench.report import aggregate, pareto, phases, roofline, stats
 from bench.catalog import precision_group
-from bench.report.authors import FRAME_COLUMNS
+from bench.results import FRAME_COLUMNS
 
 
 def frame_of(rows: list[dict]) -> pd.DataFrame:
@@ -21,7 +21,7 @@ def frame_of(rows: list[dict]) -> pd.DataFrame:
     for c in FRAME_COLUMNS:
         if c not in f.columns:
             f[c] = np.nan
-    return f[FRAME_COLUMNS]
+    return f[list(FRAME_COLUMNS)]
 
 
 def ans(model="m1", base="b1", quant="q8_0", dataset="gsm8k", **kw) -> dict:

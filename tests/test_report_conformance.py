@@ -12,7 +12,8 @@ from functools import lru_cache
 import pytest
 
 from bench.report import aggregate, compare, pareto
-from bench.report.authors import AUTHORS_TOLERANCE_ABS, FRAME_COLUMNS, load_authors_cells, load_authors_frame
+from bench.report.authors import AUTHORS_TOLERANCE_ABS, load_authors_cells, load_authors_frame
+from bench.results import FRAME_COLUMNS
 from bench.report.published import load_published
 from paper_data import SITE
 
@@ -92,7 +93,7 @@ def test_points_path_mostly_exact():
 
 def test_authors_frame_shape_and_counts():
     f = points_frame()
-    assert list(f.columns) == FRAME_COLUMNS
+    assert tuple(f.columns) == FRAME_COLUMNS
     assert len(f) == site()["meta"]["nInferences"] == 26_251
     c = aggregate.cells(f).set_index(["model", "dataset"])
     tags = {m["id"]: m["ollama"] for m in site()["models"]}

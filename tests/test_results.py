@@ -91,6 +91,21 @@ def test_record_answer_is_atomic_and_unique(db):
         results.record_answer(db, record(run.run_id, "q3", status="maybe"))
 
 
+def test_the_frame_has_the_documented_columns(tmp_path, db):
+    """One list: the DB's answers frame gives exactly ``FRAME_COLUMNS``, in order, and the table in
+    docs/internals.md names each of them once (the backticked names in a row's first cell, asides in parentheses
+    left out)."""
+    import re
+    from pathlib import Path
+
+    assert tuple(results.answers_frame(tmp_path / "results.db").columns) == results.FRAME_COLUMNS
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "internals.md").read_text("utf-8")
+    table = doc[doc.index("#### The answers frame"):doc.index("The paper's metrics from it")]
+    cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    documented = [name for cell in cells for name in re.findall(r"`([a-z_0-9]+)`", re.sub(r"\([^)]*\)", "", cell))]
+    assert sorted(documented) == sorted(results.FRAME_COLUMNS)
+
+
 def test_scores_replace_per_mode_and_frame(tmp_path, db):
     from bench.catalog import model
     from bench.identity import RunIdentity

@@ -22,6 +22,7 @@ from bench.catalog import precision_group
 from bench.report.authors_items import SampledAnswer, items_by_cell, sampled_answers
 from bench.report.metrics import COUNT_FLAGS, METRICS
 from bench.report.traces import AnswerTrace
+from bench.results import FRAME_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +35,6 @@ AGG_METRICS = {
 AUTHORS_TOLERANCE_ABS = 0.05
 """How far means from ``points`` may sit from ``agg``: energy, latency and prefill are stored in tenths, so each
 answer is off by at most 0.05 (J or s) and so is any mean of them (J/token: 0.05 / tokens)."""
-
-FRAME_COLUMNS = [
-    "run_id", "model", "base", "quant", "precision_group", "family", "parameter_size", "size_bytes", "dataset",
-    "item_id", "status", "reason", "correct",
-    "score_mode", "energy_j", "energy_raw_j", "idle_w", "mean_w", "coverage", "n_samples", "energy_bound_j",
-    "energy_reason", "clock_bound_ms", "clock_flag", "prefill_energy_j", "prefill_energy_raw_j", "prefill_coverage",
-    "prefill_n_samples", "prefill_energy_bound_j", "prefill_energy_reason", "decode_energy_j", "decode_energy_raw_j", "decode_coverage",
-    "decode_n_samples", "decode_energy_bound_j", "decode_energy_reason", "eval_count", "prompt_eval_count", "total_s",
-    "load_s", "prompt_eval_s", "eval_s", "host_total_s", "ttft_s", "decode_s", "t_send_ns", "t_last_ns",
-    "correct_paper", "correct_strict", "completion_energy_j", "completion_coverage",
-]
-"""The answers-frame columns of docs/internals.md, in that order."""
 
 
 def load_site(path: Path) -> dict:
@@ -109,7 +98,7 @@ def load_authors_frame(path: Path) -> pd.DataFrame:
         if col not in frame.columns:
             frame[col] = np.nan
     log.info("loaded %d authors' answers from %s", len(frame), path)
-    return frame[FRAME_COLUMNS]
+    return frame[list(FRAME_COLUMNS)]
 
 
 def load_authors_cells(path: Path) -> pd.DataFrame:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.report.authors import FRAME_COLUMNS
 from bench.report.traces import AnswerTrace
+from bench.results import FRAME_COLUMNS
 from bench.suite import PAPER_DATASETS
 
 IDLE_W = 2.85
@@ -89,9 +89,9 @@ def synthetic_frame(n_answers: int = 26_251, seed: int = 0, models: list | None 
     frame["correct_paper"] = frame["correct"]
     flip = (ds_arr == "humaneval") & (rng.random(n) < 0.3)  # strict pass@1 disagrees with the paper's check
     frame["correct_strict"] = np.where(flip, 1.0 - frame["correct"], frame["correct"])
-    measured = [c for c in FRAME_COLUMNS if c.endswith(("_j", "_w", "coverage", "_samples", "_count", "_s"))]
+    measured = [c for c in frame.columns if c.endswith(("_j", "_w", "coverage", "_samples", "_count", "_s"))]
     frame.loc[~ok, measured] = np.nan
-    return frame[FRAME_COLUMNS]
+    return frame.reindex(columns=list(FRAME_COLUMNS))  # what it does not model (context, device...) is NaN
 
 
 def synthetic_trace(seed: int = 0, prefill_s: float = 6.0, decode_s: float = 4.0) -> AnswerTrace:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,9 @@ from bench.energy import describe_sessions
 from bench.identity import RunIdentity
 from bench.provenance import VerifyReport, verify
 from bench.runner import RunOutcome, run
-from bench.score_run import SANDBOXED, ScoreSummary, score_run
+from bench.score_run import ScoreSummary, score_run
 from bench.spec import Spec
+from bench.suite import dataset
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def identity_line(identity: RunIdentity | None) -> str:
 
 def pipeline(spec: Spec, out_dir: Path, *, progress: bool = True, key_path: Path | None = None,
              backend: Backend | None = None) -> PipelineOutcome:
-    if any(d.name in SANDBOXED for d in spec.datasets):
+    if any(dataset(d.name).executes_answers for d in spec.datasets):
         from bench.scoring.execution import require
 
         require()  # answers that could not be scored here are hours wasted on a Pi: refuse before the run

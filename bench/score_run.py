@@ -17,12 +17,9 @@ from bench import results
 from bench.errors import ResultsError
 from bench.records import Item
 from bench.scoring import MODES, SCORING_VERSION
-from bench.suite import score
+from bench.suite import dataset, score
 
 log = logging.getLogger(__name__)
-
-SANDBOXED = ("humaneval",)  # datasets whose answers are executed
-
 
 @dataclass(frozen=True)
 class ScoreSummary:
@@ -36,10 +33,10 @@ def stored_items(db) -> dict[tuple[str, str], Item]:
     from bench.runner import load_tasks
 
     items = {(t.item.dataset, t.item.item_id): t.item for t in load_tasks(results.stored_spec(db))}
-    for dataset, item_id, sha256 in results.asked_items(db):
-        item = items.get((dataset, item_id))
+    for name, item_id, sha256 in results.asked_items(db):
+        item = items.get((name, item_id))
         if item is None or item.sha256 != sha256:
-            raise ResultsError(f"item {dataset}/{item_id} is missing or changed since it was asked "
+            raise ResultsError(f"item {name}/{item_id} is missing or changed since it was asked "
                                f"(recorded sha256 {sha256[:12]}); cannot score it")
     return items
 
@@ -50,7 +47,7 @@ def score_run(out_dir: Path, modes: tuple[str, ...] = MODES, *, rescore: bool = 
     with closing(results.connect_readonly(db_path)) as db:
         items = stored_items(db)
         todo = {mode: results.answers_to_score(db, mode, rescore=rescore or _stale(db, mode)) for mode in modes}
-    if any(row["dataset"] in SANDBOXED for rows in todo.values() for row in rows):
+    if any(dataset(row["dataset"]).executes_answers for rows in todo.values() for row in rows):
         from bench.scoring.execution import require
 
         require()  # refuses, in one line, before anything is written

@@ -34,12 +34,15 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """One dataset as the toolkit runs it. ``scorers`` maps every scoring mode to its scorer; ``in_paper`` marks the
-    paper's five, in the paper's order (fetched by default, the columns of its tables, what "all" averages)."""
+    paper's five, in the paper's order (fetched by default, the columns of its tables, what "all" averages);
+    ``executes_answers``: its answers are programs the scorers run, so a run or a scoring of it first requires a
+    complete sandbox (`bench.scoring.execution.require`)."""
 
     adapter: Adapter
     render: Callable[[Item], str]
     scorers: Mapping[str, Scorer]
     in_paper: bool = False
+    executes_answers: bool = False
 
     def __post_init__(self) -> None:
         if set(self.scorers) != set(MODES):
@@ -69,7 +72,8 @@ DATASETS: dict[str, Dataset] = _declare(
     Dataset(bbh_data.ADAPTER, prompts.bigbenchhard, _modes(bbh_scoring.paper, bbh_scoring.strict), in_paper=True),
     Dataset(gsm_data.ADAPTER, prompts.gsm8k, _modes(gsm_scoring.paper, gsm_scoring.strict), in_paper=True),
     Dataset(tqa_data.ADAPTER, prompts.truthfulqa, _modes(tqa_scoring.paper, tqa_scoring.strict), in_paper=True),
-    Dataset(he_data.ADAPTER, prompts.humaneval, _modes(he_scoring.paper, he_scoring.strict), in_paper=True),
+    Dataset(he_data.ADAPTER, prompts.humaneval, _modes(he_scoring.paper, he_scoring.strict), in_paper=True,
+            executes_answers=True),
     # strict variant, not in the paper: the same items, choices shuffled and lettered; one rule in both modes
     Dataset(tqa_data.LETTERED, prompts.truthfulqa_lettered, _modes(tqa_scoring.lettered, tqa_scoring.lettered)),
 )

@@ -151,31 +151,39 @@ def test_trace_plot_only_for_a_usable_trace(monkeypatch, tmp_path):
 
 
 def test_a_report_build_derives_each_aggregate_once(tmp_path, monkeypatch):
-    """The per-model summary, the paper's tables, the fronts, the phase table and the energy qualities are derived
-    once per build and shared by the tables, plots, comparison, claims, marks and numbers.json."""
+    """No aggregate is derived twice from the same input in a build: the cells of a frame, and the per-model
+    summary, the paper's tables, the fronts, the phase table and the energy qualities of those cells are computed
+    once and shared by the tables, plots, comparison, claims, Findings and numbers.json (the Findings derive their
+    own only for the frames they change)."""
     import sys
 
     from bench.report import aggregate, energy_bounds, pareto, phases
 
-    calls: dict[str, int] = {}
+    calls: dict[tuple[str, int], int] = {}
+    seen: list = []  # the inputs stay alive, so their ids are not reused
 
     def counted(module, name):
-        """Count calls through every name any bench module holds the function under (``from`` imports too)."""
+        """Count calls per input through every name any bench module holds the function under."""
         real = getattr(module, name)
 
-        def wrapper(*args, **kwargs):
-            calls[name] = calls.get(name, 0) + 1
-            return real(*args, **kwargs)
+        def wrapper(first, *args, **kwargs):
+            seen.append(first)
+            calls[name, id(first)] = calls.get((name, id(first)), 0) + 1
+            return real(first, *args, **kwargs)
         for mod in [m for n, m in sys.modules.items() if n.startswith("bench.")]:
             for attr, value in list(vars(mod).items()):
                 if value is real:
                     monkeypatch.setattr(mod, attr, wrapper)
 
-    for module, name in ((aggregate, "model_summary"), (aggregate, "paper_tables"), (pareto, "fronts"),
-                         (phases, "phase_table"), (energy_bounds, "qualities")):
+    for module, name in ((aggregate, "cells"), (aggregate, "model_summary"), (aggregate, "paper_tables"),
+                         (pareto, "fronts"), (phases, "phase_table"), (energy_bounds, "qualities")):
         counted(module, name)
-    build_report(synthetic_frame(n_answers=300, seed=2), tmp_path, run_info={})
-    assert calls == dict.fromkeys(["model_summary", "paper_tables", "fronts", "phase_table", "qualities"], 1)
+    frame = synthetic_frame(n_answers=300, seed=2)
+    build_report(frame, tmp_path, run_info={})
+    assert calls[("cells", id(frame))] == 1
+    assert {key: n for key, n in calls.items() if n > 1} == {}
+    assert {name for name, _ in calls} == {"cells", "model_summary", "paper_tables", "fronts", "phase_table",
+                                           "qualities"}
 
 
 def test_synthetic_frame_has_the_requested_size_and_failures():

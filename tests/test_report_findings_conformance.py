@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 
 import numpy as np
 import pytest
 
-from bench.datasets import DataSource, load_items
+from bench.datasets import DataSource
 from bench.datasets.selection import load_selection
-from bench.prompts import render
-from bench.report import aggregate, compare, pareto
+from bench.report import compare, derived
 from bench.report.authors import load_authors_cells, load_authors_frame, load_authors_sampled, load_site
 from bench.report.authors_items import align, cell_items, items_by_cell, reference_prefill
 from bench.report.published import load_published
 from bench.report.review import authors_inputs, review
+from bench.suite import load_items, render
 from paper_data import AUTHORS_FILES, PAPER_DATA, SITE
 
 pytestmark = [
@@ -49,10 +48,10 @@ def score_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def rev(data_dir, score_cache):
-    frame, cells, pub = load_authors_frame(SITE), load_authors_cells(SITE), load_published()
-    claims = compare.evaluate_claims(aggregate.paper_tables(cells), cells, pareto.fronts(cells), pub)
+    frame, agg, pub = load_authors_frame(SITE), derived.from_cells(load_authors_cells(SITE)), load_published()
+    claims = compare.evaluate_claims(agg.tables, agg.cells, agg.fronts, pub, summary=agg.summary)
     inputs = authors_inputs(SITE, DataSource("cache", "paper", path=str(data_dir)), score_cache=score_cache)
-    return review(frame, cells, claims, pub, inputs)
+    return review(frame, agg, claims, pub, inputs)
 
 
 def by_key(items):

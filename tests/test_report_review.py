@@ -10,7 +10,7 @@ import pytest
 
 from bench.catalog import precision_group
 from bench.report import aggregate, compare, pareto, quality, robustness, window_shift
-from bench.report.authors import FRAME_COLUMNS
+from bench.results import FRAME_COLUMNS
 from bench.report.authors_items import PowerTrace, SampledAnswer, align, cell_items
 from bench.report.matching import common_items
 from bench.report.scoring_checks import pass_at_one, position_baselines, spearman
@@ -22,7 +22,7 @@ def frame_of(rows: list[dict]) -> pd.DataFrame:
         if c not in f.columns:
             f[c] = np.nan
     f["status"] = f["status"].fillna("ok")
-    return f[FRAME_COLUMNS]
+    return f[list(FRAME_COLUMNS)]
 
 
 def answer(model: str, base: str, quant: str, dataset: str, item: str, **values) -> dict:
@@ -251,7 +251,8 @@ def test_pass_at_one_counts_flips_and_ranks():
 
 
 def test_position_baselines_on_the_shipped_truthfulqa_items(tmp_path):
-    from bench.datasets import DataSource, load_items
+    from bench.datasets import DataSource
+    from bench.suite import load_items
 
     items = {n: load_items(n, DataSource("fixtures", "all")) for n in ("truthfulqa", "truthfulqa_lettered")}
     b = position_baselines(items, tmp_path / "cache.sqlite").table.set_index(["dataset", "mode", "baseline"])

@@ -120,7 +120,7 @@ def build_report(frame: pd.DataFrame, out_dir: Path, *, run_info: dict, traces: 
                                      summary=agg.summary)
         claims = compare.evaluate_claims(agg.tables, cells_, agg.fronts, pub, summary=agg.summary)
     inputs = review_inputs or ReviewInputs()
-    rev = review(frame, cells_, claims, pub, inputs)
+    rev = review(frame, agg, claims, pub, inputs)
     lead, details = findings.sections(rev, comparison, authors=inputs.sampled is not None)
     figures = _figures(agg, traces, report_dir / "plots") if plots else []
     data = render.ReportData(run_info=dict(run_info), cells=cells_, tables=agg.tables, summary=agg.summary,

@@ -15,7 +15,6 @@ to the items all models answered on that dataset).
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -23,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report import aggregate, compare, pareto
-from bench.report.matching import KEYS, answered_once, common_items
+from bench.report.matching import common_items
 from bench.report.metrics import COVERAGE_MIN, answered
 
 log = logging.getLogger(__name__)
@@ -87,8 +86,14 @@ class Outcome:
     def of(cls, frame: pd.DataFrame, pub: dict | None) -> Outcome:
         cells_ = aggregate.cells(frame)
         tables = aggregate.paper_tables(cells_)
-        fronts_ = pareto.fronts(cells_)
-        claims = compare.evaluate_claims(tables, cells_, fronts_, pub) if pub else []
+        summary = aggregate.model_summary(cells_, ["accuracy", "energy_j", "j_per_token"])
+        fronts_ = pareto.fronts(cells_, summary=summary)
+        claims = compare.evaluate_claims(tables, cells_, fronts_, pub, summary=summary) if pub else []
+        return cls.of_aggregates(tables, fronts_, claims)
+
+    @classmethod
+    def of_aggregates(cls, tables: pd.DataFrame, fronts_: dict[str, list[str]], claims: list) -> Outcome:
+        """The outcome of aggregates already derived (the report's own, for the frame as it is)."""
         return cls(tables[tables["stat"] == "mean"], fronts_, {c.key: c.ours for c in claims
                                                              if not c.key.startswith("pareto_front_")})
 
@@ -150,9 +155,11 @@ def _kind(r) -> str:
     return f"{r.missing} of {r.expected} items not answered"
 
 
-def find(frame: pd.DataFrame, expected: Mapping[str, Sequence[str]], pub: dict | None = None) -> list[Finding]:
-    """Every data-quality finding of ``frame`` against the spec's item sets ``expected`` (dataset -> item ids)."""
-    base = Outcome.of(frame, pub)
+def find(frame: pd.DataFrame, expected: Mapping[str, Sequence[str]], pub: dict | None = None, *,
+         base: Outcome | None = None) -> list[Finding]:
+    """Every data-quality finding of ``frame`` against the spec's item sets ``expected`` (dataset -> item ids);
+    ``base``: the frame's own outcome, where the caller has derived it already."""
+    base = base or Outcome.of(frame, pub)
 
     def without(drop: pd.Series | Callable[[pd.DataFrame], pd.DataFrame]) -> Impact:
         after = drop(frame) if callable(drop) else frame[~drop]

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Iterable
 
 from bench.records import Item
-from bench.scoring import SCORING_VERSION, score
+from bench.scoring import SCORING_VERSION
+from bench.suite import score
 
 log = logging.getLogger(__name__)
 

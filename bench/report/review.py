@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from bench.datasets import DataSource, load_items
+from bench.datasets import DataSource
 from bench.datasets.selection import load_selection
 from bench.errors import BenchError
 from bench.records import Item
@@ -20,7 +20,9 @@ from bench.report import quality, robustness, scoring_checks, window_shift
 from bench.report.authors import load_authors_sampled, load_site
 from bench.report.authors_items import SampledAnswer
 from bench.report.compare import Claim
+from bench.report.derived import Derived
 from bench.report.rescoring import verdicts
+from bench.suite import load_items
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +84,15 @@ def _published_humaneval(pub: dict | None) -> dict[str, float]:
     return {tag: m["datasets"]["humaneval"]["acc"] for tag, m in pub["models"].items() if "humaneval" in m["datasets"]}
 
 
-def review(frame: pd.DataFrame, cells_: pd.DataFrame, claims: list[Claim], pub: dict | None,
+def review(frame: pd.DataFrame, agg: Derived, claims: list[Claim], pub: dict | None,
            inputs: ReviewInputs) -> Review:
-    """Every check of the re-analysis; ``claims`` are the pooled verdicts (empty without published values)."""
+    """Every check of the re-analysis of ``frame``, whose aggregates ``agg`` the report derived; ``claims`` are the
+    pooled verdicts (empty without published values)."""
     fronts = {} if not pub else pub["fronts"]
-    robust = robustness.evaluate(claims, cells_, frame, fronts) if claims else []
-    found = quality.find(frame, inputs.expected, pub)
-    bases = dict(zip(cells_["model"], cells_["base"]))
+    robust = robustness.evaluate(claims, agg.cells, agg.summary, frame, fronts) if claims else []
+    base = quality.Outcome.of_aggregates(agg.tables, agg.fronts, claims)
+    found = quality.find(frame, inputs.expected, pub, base=base)
+    bases = dict(zip(agg.cells["model"], agg.cells["base"]))
     if inputs.sampled is not None:
         scored = _authors_humaneval(inputs, bases)
         what = " (the authors' sample answers)"

@@ -307,13 +307,13 @@ def front(claim: Claim, published: list[str], matched: dict[str, list[str]], mat
     return Robustness(claim.key, claim.text, verdict(claim.holds, ok, []), words, _table(rows))
 
 
-def evaluate(claims: list[Claim], pooled_cells: pd.DataFrame, frame: pd.DataFrame,
+def evaluate(claims: list[Claim], pooled_cells: pd.DataFrame, summary: pd.DataFrame, frame: pd.DataFrame,
              published_fronts: dict[str, list[str]]) -> list[Robustness]:
-    """Robustness of every headline claim; ``claims`` are the pooled verdicts, ``frame`` the per-answer data."""
+    """Robustness of every headline claim; ``claims`` are the pooled verdicts (from ``pooled_cells`` and their
+    `model_summary`), ``frame`` the per-answer data."""
     answers = Answers.of(frame)
     matched_cells = aggregate.cells(common_items(frame)) if len(answers.rows) else pd.DataFrame()
     matched_fronts = pareto.fronts(matched_cells) if len(matched_cells) else {}
-    summary = aggregate.model_summary(pooled_cells, ["j_per_token", "energy_j", "tokens", "accuracy"])
     out = []
     for c in claims:
         if c.key == "energy_per_token_reduction":

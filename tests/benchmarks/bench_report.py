@@ -34,7 +34,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
 
-    from bench.report import aggregate, build_report, compare, pareto, recompute_check
+    from bench.report import aggregate, build_report, compare, derived, recompute_check
     from bench.report.published import load_published
     from bench.report.review import ReviewInputs, review
     from bench.report.synthetic import synthetic_frame, synthetic_trace
@@ -44,14 +44,14 @@ def main() -> int:
         r: dict[str, tuple[float, float]] = {}
         frame = timed("synthetic frame (not part of the report)", lambda: synthetic_frame(args.answers, seed=i), r)
         with tempfile.TemporaryDirectory() as tmp:
-            cells = timed("cells (aggregate)", lambda: aggregate.cells(frame), r)
+            agg = timed("cells and their aggregates", lambda: derived.from_cells(aggregate.cells(frame)), r)
             expected = {ds: sorted(set(frame.loc[frame["dataset"] == ds, "item_id"])) for ds in set(frame["dataset"])}
             inputs = ReviewInputs(expected=expected)
 
             def reanalysis():
                 pub = load_published()
-                claims = compare.evaluate_claims(aggregate.paper_tables(cells), cells, pareto.fronts(cells), pub)
-                return review(frame, cells, claims, pub, inputs)
+                claims = compare.evaluate_claims(agg.tables, agg.cells, agg.fronts, pub, summary=agg.summary)
+                return review(frame, agg, claims, pub, inputs)
 
             timed("re-analysis (robustness, quality, pass@1, window shift)", reanalysis, r)
             timed("build_report, plots=False", lambda: build_report(

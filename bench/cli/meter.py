@@ -39,7 +39,7 @@ def meter() -> None:
 @meter.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A daemon config file (TOML); "
               "the other options override it.")
-@click.option("--driver", help="sim, replay, ina-serial, um24c, um25c, um34c, scpi, joulescope (bench meter drivers)")
+@click.option("--driver", help="The meter driver by name (`bench meter drivers` lists them and what each needs).")
 @click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE", help="Driver option (repeatable).")
 @click.option("--socket", "socket_path", default=None, help="Unix socket to serve (default: the resolved address).")
 @click.option("--listen", default=None, metavar="HOST:PORT", help="Also serve TLS 1.3 (pinned certificates) here.")

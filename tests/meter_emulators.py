@@ -7,7 +7,6 @@ and re-points the symlink.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import select
@@ -382,7 +381,3 @@ class ScpiTcpServer:
         self._stop.set()
         self._thread.join(5)
         self.sock.close()
-
-
-def sine_power(mean_a: float = 0.6, amp_a: float = 0.2, period_s: float = 1.0, volts: float = 5.0) -> PowerFn:
-    return lambda t: (volts, mean_a + amp_a * math.sin(2 * math.pi * t / period_s))

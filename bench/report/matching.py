@@ -35,8 +35,3 @@ def common_items(frame: pd.DataFrame, models: Iterable[str] | None = None) -> pd
     shared = counts.index[counts.to_numpy() == len(wanted)]
     return rows[pd.MultiIndex.from_frame(rows[KEYS]).isin(shared)]
 
-
-def matched_counts(frame: pd.DataFrame, models: Iterable[str] | None = None) -> dict[str, int]:
-    """How many items per dataset the models have in common."""
-    rows = common_items(frame, models)
-    return {ds: int(n) for ds, n in rows.groupby("dataset")["item_id"].nunique().items()}

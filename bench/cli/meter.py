@@ -11,8 +11,9 @@ from pathlib import Path
 import click
 
 from bench.cli import cli
+from bench.meter.address import DEFAULT_SOCKET, ENV_SOCKET
 
-ADDRESS_HELP = "Unix socket path or tls://HOST:PORT (default: $BENCH_METER_SOCKET, else /run/edge-llm-bench/meter.sock)."
+ADDRESS_HELP = f"Unix socket path or tls://HOST:PORT (default: ${ENV_SOCKET}, else {DEFAULT_SOCKET})."
 
 
 def _parse_opts(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -12,7 +12,9 @@ The machine-busy check runs as a cron night's would, with a limit suited to a 2-
 llama.cpp (``--busy-share 0.5``: one core for the inference, one for everything else) and waiting up to
 ``--wait-quiet-s`` for a busy machine; a night it still finds busy is exit 2 and counted apart. Exit 1 on a false
 alarm or a missed change; too few valid nights is reported as INCONCLUSIVE (exit 0: a busy machine is not a
-failure of the rule, and the nights say so).
+failure of the rule, and the nights say so). On a machine shared with other work, run it as the nightly service
+runs (raised priority: the unit has ``Nice=-5``) with ``--busy-share 1``: the sim meter's busy mode does not see
+other processes' power, so they change only the answer times, and the numbers say how the rule copes with that.
 
 Run with ``make bench`` or ``.venv/bin/python tests/benchmarks/bench_nightly_real.py [--unchanged 10 --detect 1]``.
 """
@@ -32,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BUSY_METER = "{{ mode = \"busy\", idle_w = {idle}, load_w = {load}, rate_hz = 50, seed = 42, noise_w = 0.02 }}"
 DATASETS = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa")
+SHOWN = ("latency_s", "tokens_per_s", "energy_per_answer_j", "power_w")
+MAX_BASELINE_TRIES = 3
 
 
 class Slowed:
@@ -66,6 +70,24 @@ def spec_file(tmp: Path, name: str, power: float) -> Path:
     return demo_variant(tmp, limit=3, idle_s=2.0, num_predict=32, datasets=DATASETS, meter_options=meter, name=name)
 
 
+def night(i: int, kind: str, opts, backend):
+    """One night through the nightly's own entry point, printed with its main changes and the machine's state."""
+    from bench.nightly.night import run_night
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    outcome = run_night(opts, backend=backend)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    moved = {j.metric: j for j in outcome.judgements}
+    shown = "  ".join(f"{m} {moved[m].change * 100:+5.1f}%{'*' if moved[m].drifted else ' '}"
+                      for m in SHOWN if m in moved)
+    cond = outcome.conditions.describe() if outcome.conditions else ""
+    print(f"night {i:2d} {kind:12s} exit {outcome.exit_code}  wall {wall:5.1f} s cpu {cpu:5.1f} s  {shown}  {cond}",
+          flush=True)
+    if outcome.exit_code != 0:
+        print(f"          {outcome.reason}", flush=True)
+    return outcome
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--unchanged", type=int, default=10, help="unchanged nights after the baseline night")
@@ -76,7 +98,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from bench.nightly import baseline
-    from bench.nightly.night import NightOptions, run_night
+    from bench.nightly.night import NightOptions
     from bench.runner import backend_for
     from bench.spec import load_spec
 
@@ -86,28 +108,24 @@ def main() -> int:
         os.environ.setdefault("BENCH_SIGNING_KEY", str(tmp / "signing_key"))
         same, hot = spec_file(tmp, "real-night", 1.0), spec_file(tmp, "real-night-hot", 1.1)
         opts = NightOptions(str(same), root, busy_share=args.busy_share, wait_quiet_s=args.wait_quiet_s)
-        plan = ([("baseline", opts, None)] + [("unchanged", opts, None)] * args.unchanged
+        plan = ([("unchanged", opts, None)] * args.unchanged
                 + [("+10% power", dataclasses.replace(opts, spec=str(hot)), None)] * args.detect
                 + [("+20% latency", opts, 1.2)] * args.detect)
         codes: dict[str, list[int]] = {}
-        for i, (kind, night_opts, slow) in enumerate(plan, 1):
+        for attempt in range(1, MAX_BASELINE_TRIES + 1):  # the first valid night is the baseline
+            outcome = night(attempt, "baseline", opts, None)
+            if outcome.exit_code == 0:
+                print(f"          {baseline.choose(root / 'history.db', 'latest')}", flush=True)
+                break
+        else:
+            print(f"no valid baseline night in {MAX_BASELINE_TRIES} tries: INCONCLUSIVE")
+            return 0
+        for i, (kind, night_opts, slow) in enumerate(plan, attempt + 1):
             backend = Slowed(backend_for(load_spec(str(same))), slow) if slow else None
-            wall, cpu = time.perf_counter(), time.process_time()
-            outcome = run_night(night_opts, backend=backend)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            outcome = night(i, kind, night_opts, backend)
             if backend is not None:
                 backend.close()
-            if kind == "baseline" and outcome.exit_code == 0:
-                baseline.choose(root / "history.db", "latest")
             codes.setdefault(kind, []).append(outcome.exit_code)
-            moved = {j.metric: j for j in outcome.judgements}
-            shown = "  ".join(f"{m} {moved[m].change * 100:+5.1f}%{'*' if moved[m].drifted else ' '}"
-                              for m in ("latency_s", "energy_per_answer_j", "power_w") if m in moved)
-            cond = outcome.conditions.describe() if outcome.conditions else ""
-            print(f"night {i:2d} {kind:12s} exit {outcome.exit_code}  wall {wall:5.1f} s cpu {cpu:5.1f} s  "
-                  f"{shown}  {cond}", flush=True)
-            if outcome.exit_code == 2:
-                print(f"          {outcome.reason}", flush=True)
 
     unchanged = [c for c in codes.get("unchanged", []) if c != 2]
     false_alarms = sum(c == 1 for c in unchanged)

@@ -104,6 +104,8 @@ def test_unchanged_rerun_passes_and_ten_percent_more_power_is_drift(copied, pace
     rows = recorded(root)
     assert [r["exit_code"] for r in rows] == [0, 0, 1] and rows[-1]["summary"] == line
     assert (root / "trend.png").stat().st_size > 1000
+    listed = run_bench("nightly", "history", "--root", str(root), check=True).stdout.splitlines()
+    assert [entry.split()[2:4] for entry in listed] == [["exit", "0"], ["exit", "0"], ["exit", "1"]]
 
 
 def test_runner_records_each_answers_machine_conditions(chosen):
@@ -289,3 +291,9 @@ def test_unwritable_history_is_exit_2_and_says_the_night_was_not_recorded(tmp_pa
     proc = night(demo_variant(tmp_path), root)
     line = one_line(proc)
     assert proc.returncode == 2 and "database error" in line and "night NOT recorded" in line
+
+
+def test_ollama_down_is_exit_2(tmp_path):
+    root = tmp_path / "nightly"
+    spec = paced_spec(tmp_path, "http://127.0.0.1:9", name="down")  # nothing listens on the discard port
+    assert_failed(night(spec, root), root, "Ollama unreachable")

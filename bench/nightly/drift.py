@@ -51,16 +51,19 @@ class Metric:
     default_spread: float  # night-to-night sd before enough nights are learned (log scale for relative metrics)
 
 
-# Default spreads: conservative readings of unchanged nights with real llama.cpp inference on a shared 2-core
-# machine (tests/benchmarks/bench_nightly_real.py); a Pi's are smaller, and learned ones replace these.
+# Default spreads (sd of a night's level; the band is +-1.96 x sqrt(2) x this, 2.77x): wide enough that the
+# whole-night shifts seen on unchanged real-inference nights on a shared 2-core machine (tokens/s +15%, energy
+# -6%/+7%, issue 21) stay inside, narrow enough that +20% latency (log 18.2% > 2.77 x 6% = 16.6%) and +10% power
+# (via power_w and idle_w: 9.5% > 5.5%) are still outside before any night is learned. Greedy decoding makes
+# accuracy repeat exactly, so its default only absorbs an answer or two flipping.
 METRICS: tuple[Metric, ...] = (
     Metric("accuracy", "accuracy", 0.10, "absolute", "", 0.02),
-    Metric("energy_per_answer_j", "energy_j", 0.05, "relative", "J", 0.03),
-    Metric("j_per_token", "j_per_token", 0.05, "relative", "J/token", 0.03),
-    Metric("power_w", "power_w", 0.05, "relative", "W", 0.01),
-    Metric("latency_s", "latency_s", 0.10, "relative", "s", 0.05),
-    Metric("tokens_per_s", "tokens_per_s", 0.10, "relative", "tokens/s", 0.05),
-    Metric("idle_w", "idle_w", 0.05, "relative", "W", 0.01),
+    Metric("energy_per_answer_j", "energy_j", 0.05, "relative", "J", 0.05),
+    Metric("j_per_token", "j_per_token", 0.05, "relative", "J/token", 0.05),
+    Metric("power_w", "power_w", 0.05, "relative", "W", 0.02),
+    Metric("latency_s", "latency_s", 0.10, "relative", "s", 0.06),
+    Metric("tokens_per_s", "tokens_per_s", 0.10, "relative", "tokens/s", 0.06),
+    Metric("idle_w", "idle_w", 0.05, "relative", "W", 0.02),
 )
 BY_NAME = {m.name: m for m in METRICS}
 ANSWER_METRICS = tuple(m for m in METRICS if m.name != "idle_w")

@@ -22,6 +22,7 @@ from bench.nightly.drift import (
 )
 from bench.nightly.failures import one_line, reason_for
 from bench.nightly.machine import NightConditions
+from bench.nightly.outcome import NightFailed
 from bench.records import IdleBaseline
 
 N_ITEMS = 30
@@ -47,9 +48,11 @@ def night(shift: float = 0.0, *, power: float = 1.0, latency: float = 1.0, wrong
     return NightValues(frame, idle)
 
 
-def spreads(nights: list[NightValues] | None = None) -> dict[str, Spread]:
-    means = [n.means() for n in nights or []]
-    return {m.name: learn_spread(m, [mean[m.name][0] for mean in means]) for m in METRICS}
+def spreads(base: NightValues | None = None, nights: list[NightValues] = ()) -> dict[str, Spread]:
+    """Spreads learned as the nightly learns them: from the changes judged on accepted nights against ``base``."""
+    defaults = {m.name: learn_spread(m, []) for m in METRICS}
+    changes = [{j.metric: j.change for j in judge(base, n, defaults)} for n in nights]
+    return {m.name: learn_spread(m, [c[m.name] for c in changes]) for m in METRICS}
 
 
 def drifted(judgements) -> set[str]:
@@ -61,19 +64,19 @@ def drifted(judgements) -> set[str]:
 def test_spread_is_the_default_until_enough_nights_then_a_robust_estimate_pooled_with_it():
     energy = BY_NAME["energy_per_answer_j"]
     s0 = energy.default_spread
-    assert learn_spread(energy, [10.0] * (MIN_LEARN_NIGHTS - 1)) == Spread(s0, 0)
-    logs = np.array([0.0, 0.01, -0.01, 0.02, -0.02])           # MAD 0.01 -> sd 0.014826
+    assert learn_spread(energy, [0.0] * (MIN_LEARN_NIGHTS - 1)) == Spread(s0, 0)
+    logs = np.array([0.0, 0.01, -0.01, 0.02, -0.02])           # MAD 0.01 -> sd 0.014826 (log of 1 + change)
 
     def pooled(k: int, learned: float) -> float:
         return math.sqrt((k * learned**2 + PRIOR_NIGHTS * s0**2) / (k + PRIOR_NIGHTS))
 
-    learned = learn_spread(energy, list(10.0 * np.exp(logs)))
+    learned = learn_spread(energy, list(np.expm1(logs)))
     assert learned.nights == 5 and learned.value == pytest.approx(pooled(5, 0.014826), rel=1e-4)
-    many = learn_spread(energy, list(10.0 * np.exp(np.tile(logs, 20))))  # 100 nights: the learned value rules
+    many = learn_spread(energy, list(np.expm1(np.tile(logs, 20))))  # 100 nights: the learned value rules
     assert many.value == pytest.approx(pooled(100, 0.014826), rel=1e-4) and many.value < 0.4 * s0
-    with_outlier = learn_spread(energy, list(10.0 * np.exp(np.r_[np.tile(logs, 20), 0.5])))  # one odd night
+    with_outlier = learn_spread(energy, list(np.expm1(np.r_[np.tile(logs, 20), 0.5])))  # one odd night
     assert with_outlier.value == pytest.approx(many.value, rel=0.05)
-    accuracy = learn_spread(BY_NAME["accuracy"], [0.4] * 95)     # deterministic answers: spread tends to 0
+    accuracy = learn_spread(BY_NAME["accuracy"], [0.0] * 95)     # deterministic answers: spread tends to 0
     assert accuracy.value == pytest.approx(BY_NAME["accuracy"].default_spread * math.sqrt(5 / 100))
 
 
@@ -90,14 +93,14 @@ def test_whole_night_shifts_are_false_alarms_for_the_within_night_interval_but_n
     base, tonight = night(0.0), night(0.12)   # latency +13%: as far off as unchanged nights were seen to be
     within_only = {m.name: Spread(0.0, 8) for m in METRICS}
     assert "latency_s" in drifted(judge(base, tonight, within_only))  # the within-night rule's false alarm
-    learned = spreads(history_nights)
+    learned = spreads(base, history_nights)
     assert learned["latency_s"].nights == 8 and 0.04 < learned["latency_s"].value < 0.07
     assert drifted(judge(base, tonight, learned)) == set()
 
 
 def test_real_changes_are_still_detected_with_the_learned_spread():
-    learned = spreads([night(shift) for shift in (-0.03, -0.02, -0.01, 0.0, 0.0, 0.01, 0.02, 0.03)])
     base = night()
+    learned = spreads(base, [night(shift) for shift in (-0.03, -0.02, -0.01, 0.0, 0.0, 0.01, 0.02, 0.03)])
     slow = drifted(judge(base, night(latency=1.2), learned))
     assert {"latency_s", "tokens_per_s"} <= slow and "power_w" not in slow and "accuracy" not in slow
     hot = drifted(judge(base, night(power=1.1, idle_w=2.85 * 1.1), learned))
@@ -157,7 +160,8 @@ def test_a_history_from_before_migrations_is_adopted_and_its_baseline_kept_unpin
         assert (n.id, n.exit_code, n.reason, n.summary) == (1, 0, "", "n1: ok")
         base = history.baseline(db, tmp_path)
         assert (base.night_id, str(base.folder), base.signers) == (1, "/r/n1", None)
-        assert history.metric_values(db) == {(1, "latency_s"): 1.5}
+        kept = [tuple(r) for r in db.execute("SELECT night_id, metric, value FROM night_metrics")]
+        assert kept == [(1, "latency_s", 1.5)]
         applied = [r[0] for r in db.execute("SELECT name FROM _bench_migrations ORDER BY name")]
         assert applied == [name for name, _ in history.MIGRATIONS]
     finally:
@@ -185,38 +189,34 @@ def test_night_paths_are_stored_relative_to_the_root_so_it_can_move(tmp_path):
 
 # -- trend plot -----------------------------------------------------------------------------------------------
 
-def _record(db, code: int, means: dict | None, drifted_metrics: tuple[str, ...] = ()) -> int:
-    judgements = [_judgement(m, m in drifted_metrics) for m in drifted_metrics]
-    return history.record(db, history.NightRecord("2026-01-01T00:00:00+00:00", "2026-01-01T01:00:00+00:00",
-                                                  "n", code, "line", "why", means=means, judgements=judgements,
-                                                  conditions=NightConditions(cpus=4) if means else None))
-
-
-def _judgement(metric: str, moved: bool):
+def _record(db, code: int, base: int | None = None, changes: dict[str, float] | None = None,
+            drifted_metrics: tuple[str, ...] = ()) -> int:
     from bench.nightly.drift import Judgement
 
-    return Judgement(metric, 1.0, 1.2, 0.2, 0.1, 0.3, 0.01, 0, BY_NAME[metric].tolerance, 10, moved)
+    judgements = [Judgement(m, 1.0, 1.0 + c, c, c - 0.05, c + 0.05, 0.01, 0, BY_NAME[m].tolerance, 10,
+                            m in drifted_metrics) for m, c in (changes or {}).items()]
+    return history.record(db, history.NightRecord("2026-01-01T00:00:00+00:00", "2026-01-01T01:00:00+00:00",
+                                                  "n", code, "line", "why", baseline_night_id=base,
+                                                  judgements=judgements, conditions=NightConditions(cpus=4)))
 
 
 def test_trend_shows_change_from_the_baseline_drift_and_failed_nights(tmp_path):
     db = history.connect(tmp_path / "history.db")
     try:
-        first = _record(db, 0, {"latency_s": (2.0, 10), "accuracy": (0.5, 10)})
-        _record(db, 0, {"latency_s": (2.004, 10), "accuracy": (0.5, 10)})
-        failed = _record(db, 2, {"latency_s": (9.0, 10)})  # e.g. a busy night: recorded, not drawn
-        drift = _record(db, 1, {"latency_s": (2.5, 10), "accuracy": (0.3, 10)}, ("latency_s", "accuracy"))
-        db.execute("INSERT INTO baselines (night_id, folder, signature_sha256, signers, chosen_utc) "
-                   "VALUES (?, 'n', 'x', 'k', 't')", (first,))
+        first = _record(db, 0)
+        second = _record(db, 0, first, {"latency_s": 0.002, "accuracy": 0.0})
+        failed = _record(db, 2, first)                 # e.g. a busy night: marked, no point
+        drift = _record(db, 1, first, {"latency_s": 0.25, "accuracy": -0.2}, ("latency_s", "accuracy"))
         data = trend.trend_data(db)
     finally:
         db.close()
-    assert data.reference_night == first and data.is_baseline and data.failed_nights == (failed,)
+    assert data.baseline_nights == (first,) and data.failed_nights == (failed,)
     latency = next(p for p in data.panels if p.metric.name == "latency_s")
-    assert latency.nights == (first, first + 1, drift)
+    assert latency.nights == (first, second, drift)
     assert latency.change_pct == pytest.approx((0.0, 0.2, 25.0))
     assert latency.drifted == (False, False, True) and latency.tolerance_pct == pytest.approx(10.0)
     accuracy = next(p for p in data.panels if p.metric.name == "accuracy")
-    assert accuracy.change_pct == pytest.approx((0.0, 0.0, -20.0))  # points, not percent of 0.5
+    assert accuracy.change_pct == pytest.approx((0.0, 0.0, -20.0))  # points, not percent
 
     fig = trend.figure(data)
     fig.canvas.draw()
@@ -281,13 +281,26 @@ def test_a_busy_machine_is_waited_for_then_judged_by_the_last_quiet_check():
     assert machine.busy_before(cond, 0.25, 3.0).startswith("machine busy: other processes used 90% of the 4 CPUs")
 
 
-def test_the_during_night_check_applies_only_where_the_reading_separates_the_system_under_test():
+def test_the_during_night_check_counts_disturbed_answers_where_the_reading_separates_the_system_under_test():
     from bench.nightly import machine
 
-    busy = NightConditions(cpus=2, answers=10, answers_other_share=0.6)
-    assert machine.busy_during(busy, 0.25, "llamacpp").startswith("machine busy: other processes used 60%")
-    assert machine.busy_during(busy, 0.25, "ollama") is None  # its server's work is in the reading
-    assert machine.busy_during(busy, 0.7, "llamacpp") is None
+    busy = NightConditions(cpus=2, answers=12, answers_disturbed=4)  # a third disturbed: more than a quarter
+    reason = machine.busy_during(busy, 0.10, "llamacpp")
+    assert reason.startswith("machine busy: 4 of 12 answers ran while other processes used more than 10% of the 2")
+    assert machine.busy_during(busy, 0.10, "ollama") is None  # its server's work is in the reading
+    assert machine.busy_during(NightConditions(cpus=2, answers=12, answers_disturbed=3), 0.10, "llamacpp") is None
+
+
+def test_disturbed_answers_are_left_out_of_the_comparison():
+    base, slow = night(), night(latency=1.3)
+    keys = list(base.answers.index)
+    everywhere = frozenset(keys)
+    assert "latency_s" in drifted(judge(base, slow, spreads()))
+    partly = NightValues(slow.answers, slow.idle, frozenset(keys[:10]))
+    [lat] = [j for j in judge(base, partly, spreads()) if j.metric == "latency_s"]
+    assert lat.n == N_ITEMS - 10                                    # judged on the undisturbed rest
+    with pytest.raises(NightFailed, match="machine busy: all 30 answers"):
+        judge(NightValues(base.answers, base.idle, everywhere), slow, spreads())
 
 
 # Raspberry Pi documentation, "vcgencmd get_throttled": bit 0 under-voltage detected, 1 ARM frequency capped,

@@ -26,7 +26,7 @@ ROOT = click.option("--root", type=click.Path(path_type=Path, file_okay=False), 
 @click.option("--key", type=click.Path(path_type=Path), help="Signing key (default: created on first use).")
 @click.option("--busy-share", type=click.FloatRange(0, 1), default=None,
               help="Exit 2 (machine busy) when other processes use more than this share of the machine's CPU "
-                   "[default: 0.25].")
+                   "before the run, or during over a quarter of the answers (in-process backend) [default: 0.10].")
 @click.option("--quiet-s", type=click.FloatRange(0.2, 600), default=3.0, show_default=True,
               help="Seconds of the quiet check before the run.")
 @click.option("--wait-quiet-s", type=click.FloatRange(0), default=0.0, show_default=True,

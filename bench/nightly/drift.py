@@ -2,15 +2,17 @@
 
 The nightly subset asks the same items every night, so each per-answer metric is compared on matched answers:
 the ratio of tonight's mean to the baseline's mean (accuracy: the difference) gets a paired bootstrap 95% interval
-over the items (2,000 resamples, fixed seed). That interval only knows item-to-item noise; a shift that moves a
-whole night (thermal state, a neighbour process, a background update) is invisible to it. So the interval is
-widened by the night-to-night spread ``s`` of the metric's night-level mean:
+over the items (2,000 resamples, fixed seed). Answers during which other processes used more than the busy share
+of the machine (in either night; read per answer by the runner, see `machine`) are left out: they ran up to
+several times slower for reasons that are not the system's. The interval only knows item-to-item noise; a shift
+that moves a whole night (thermal state, a background update) is invisible to it. So it is widened by the
+night-to-night spread ``s`` of the metric:
 
     interval = point -/+ sqrt(within_half_width^2 + (1.96 * sqrt(2) * s)^2)
 
 on the log scale for ratios (sqrt(2): tonight and the baseline are both one night's draw). ``s`` is learned from
-the accepted (exit 0) nights that asked the same subset: 1.4826 x the median absolute deviation of their log
-night means (robust to an odd night). A spread from a handful of nights is itself noisy and can come out far too
+the changes judged on the accepted (exit 0) nights compared with the same baseline: 1.4826 x their median absolute
+deviation (robust to an odd night). A spread from a handful of nights is itself noisy and can come out far too
 small, so it is pooled with the metric's documented conservative default as if that were ``PRIOR_NIGHTS`` nights:
 ``s^2 = (k s_learned^2 + PRIOR_NIGHTS s_default^2) / (k + PRIOR_NIGHTS)``; below ``MIN_LEARN_NIGHTS`` the default
 alone is used. A metric has drifted when the widened interval excludes "no change" *and* the point change exceeds
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from bench import results
+from bench.nightly import machine
 from bench.nightly.outcome import NightFailed
 from bench.records import IdleBaseline
 from bench.report.metrics import derive
@@ -71,10 +74,12 @@ ANSWER_METRICS = tuple(m for m in METRICS if m.name != "idle_w")
 
 @dataclass(frozen=True)
 class NightValues:
-    """One night's per-answer metric values indexed by (model, dataset, item_id), and its idle baseline."""
+    """One night's per-answer metric values indexed by (model, dataset, item_id), its idle baseline, and the
+    answers that other processes disturbed (left out of every comparison)."""
 
     answers: pd.DataFrame
     idle: IdleBaseline | None
+    disturbed: frozenset[tuple[str, str, str]] = frozenset()
 
     def means(self) -> dict[str, tuple[float, int]]:
         """Night-level mean and count of every metric (what the history stores and the spread is learned from)."""
@@ -84,8 +89,9 @@ class NightValues:
         return out
 
 
-def night_values(folder: Path, mode: str = "paper") -> NightValues:
-    """The metrics of a sealed night folder, by the report's own definitions (`report.metrics.derive`)."""
+def night_values(folder: Path, mode: str = "paper", busy_share: float | None = None) -> NightValues:
+    """The metrics of a sealed night folder, by the report's own definitions (`report.metrics.derive`); with
+    ``busy_share``, the answers during which other processes used more than that are marked disturbed."""
     db_path = folder / "results.db"
     frame = results.answers_frame(db_path, mode)
     derived = derive(frame)
@@ -94,7 +100,8 @@ def night_values(folder: Path, mode: str = "paper") -> NightValues:
     answers.index = pd.MultiIndex.from_frame(frame.loc[derived.index, KEY])
     with closing(results.connect_readonly(db_path)) as db:
         idle = results.latest_idle(db)
-    return NightValues(answers, idle)
+    disturbed = machine.disturbed_keys(db_path, busy_share) if busy_share is not None else frozenset()
+    return NightValues(answers, idle, disturbed)
 
 
 @dataclass(frozen=True)
@@ -109,12 +116,12 @@ class Spread:
         return f"night-to-night {size} " + (f"from {self.nights} nights" if self.nights else "(default)")
 
 
-def learn_spread(metric: Metric, night_means: Sequence[float]) -> Spread:
-    """Robust spread of accepted nights' means pooled with the default (module doc); the default alone until
-    there are ``MIN_LEARN_NIGHTS`` of them."""
-    values = np.asarray([v for v in night_means if v is not None and math.isfinite(v)], dtype=float)
+def learn_spread(metric: Metric, changes: Sequence[float]) -> Spread:
+    """Robust spread of the changes judged on accepted nights, pooled with the default (module doc); the default
+    alone until there are ``MIN_LEARN_NIGHTS`` of them."""
+    values = np.asarray([v for v in changes if v is not None and math.isfinite(v)], dtype=float)
     if metric.kind == "relative":
-        values = np.log(values[values > 0])
+        values = np.log1p(values[values > -1])
     k = int(values.size)
     if k < MIN_LEARN_NIGHTS:
         return Spread(metric.default_spread, 0)
@@ -190,9 +197,13 @@ def judge(base: NightValues, new: NightValues, spreads: Mapping[str, Spread],
           tolerances: Mapping[str, float] | None = None) -> list[Judgement]:
     """Every metric of tonight against the baseline on matched answers; idle power from the idle windows."""
     tolerances = tolerances or {}
-    common = base.answers.index.intersection(new.answers.index)
-    if len(common) == 0:
+    matched = base.answers.index.intersection(new.answers.index)
+    if len(matched) == 0:
         raise NightFailed("no answers in common with the baseline: is it the same subset (spec)?")
+    common = matched[~matched.isin(base.disturbed | new.disturbed)]
+    if len(common) == 0:
+        raise NightFailed(f"machine busy: all {len(matched)} answers in common with the baseline were disturbed by "
+                          f"other processes in one of the two nights")
     out = []
     for m in ANSWER_METRICS:
         pair = pd.DataFrame({"b": base.answers.loc[common, m.column], "n": new.answers.loc[common, m.column]}).dropna()

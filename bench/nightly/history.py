@@ -70,6 +70,12 @@ def m002_reasons_judgements_conditions(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m003_disturbed_answers(db: sqlite3.Connection) -> None:
+    """How many of a night's answers other processes disturbed (they are left out of its comparison)."""
+    db.execute("ALTER TABLE night_conditions ADD COLUMN answers_disturbed INTEGER NOT NULL DEFAULT 0")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     return results.connect(path, steps=MIGRATIONS)
 
@@ -193,18 +199,13 @@ def baseline(db: sqlite3.Connection, root: Path) -> Baseline | None:
     return Baseline(row[0], resolve(row[1], root), row[2], row[3], row[4]) if row else None
 
 
-def baseline_night(db: sqlite3.Connection) -> int | None:
-    row = db.execute("SELECT night_id FROM baselines ORDER BY id DESC LIMIT 1").fetchone()
-    return row[0] if row else None
-
-
-def accepted_means(db: sqlite3.Connection, subset_sha256: str, metric: str) -> list[float]:
-    """The metric's night means over accepted (exit 0) nights that asked the same subset: what the spread is
-    learned from."""
+def accepted_changes(db: sqlite3.Connection, baseline_night_id: int, metric: str) -> list[float]:
+    """The metric's judged change on accepted (exit 0) nights compared with this baseline: what the night-to-night
+    spread is learned from."""
     return [r[0] for r in db.execute(
-        "SELECT m.value FROM night_metrics m JOIN nights n ON n.id = m.night_id "
-        "WHERE n.exit_code = 0 AND n.subset_sha256 = ? AND m.metric = ? AND m.value IS NOT NULL ORDER BY n.id",
-        (subset_sha256, metric))]
+        "SELECT j.change FROM judgements j JOIN nights n ON n.id = j.night_id "
+        "WHERE n.exit_code = 0 AND n.baseline_night_id = ? AND j.metric = ? AND j.change IS NOT NULL ORDER BY n.id",
+        (baseline_night_id, metric))]
 
 
 def conditions(db: sqlite3.Connection, night_id: int) -> NightConditions | None:
@@ -213,12 +214,19 @@ def conditions(db: sqlite3.Connection, night_id: int) -> NightConditions | None:
     return NightConditions(*row) if row else None
 
 
-def metric_values(db: sqlite3.Connection) -> dict[tuple[int, str], float]:
-    return {(r[0], r[1]): r[2] for r in db.execute(
-        "SELECT night_id, metric, value FROM night_metrics WHERE value IS NOT NULL")}
+@dataclass(frozen=True)
+class Judged:
+    """One metric of one night as the trend plot shows it."""
+
+    night_id: int
+    baseline_night_id: int
+    metric: str
+    change: float
+    tolerance: float
+    drifted: bool
 
 
-def judged(db: sqlite3.Connection) -> dict[tuple[int, str], tuple[bool, float]]:
-    """(night, metric) -> (drifted, tolerance used) for every judged metric."""
-    return {(r[0], r[1]): (bool(r[2]), r[3]) for r in db.execute(
-        "SELECT night_id, metric, drifted, tolerance FROM judgements")}
+def judged(db: sqlite3.Connection) -> list[Judged]:
+    return [Judged(*r[:5], bool(r[5])) for r in db.execute(
+        "SELECT j.night_id, n.baseline_night_id, j.metric, j.change, j.tolerance, j.drifted FROM judgements j "
+        "JOIN nights n ON n.id = j.night_id WHERE j.change IS NOT NULL ORDER BY j.night_id")]

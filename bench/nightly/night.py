@@ -105,7 +105,7 @@ def _attempt(opts: NightOptions, p: _Progress, backend: Backend | None) -> Night
         errors = done.run.counts.get("error", 0)
         if errors and errors == sum(done.run.counts.values()):
             raise NightFailed(f"{p.folder}: every answer failed ({errors} errors); see the reasons in results.db")
-        p.conditions = machine.with_answers(p.conditions, p.folder / "results.db")
+        p.conditions = machine.with_answers(p.conditions, p.folder / "results.db", opts.busy_share)
         _refuse_busy(machine.busy_during(p.conditions, opts.busy_share, p.spec.backend.kind))
         return _compare(opts, p)
 
@@ -118,7 +118,9 @@ def _refuse_busy(reason: str | None) -> None:
 def _compare(opts: NightOptions, p: _Progress) -> NightOutcome:
     name = p.folder.name
     mode = p.spec.scoring_modes[0]
-    p.values = night_values(p.folder, mode)
+    in_process = p.spec.backend.kind in machine.IN_PROCESS_BACKENDS  # only then do readings separate the SUT
+    busy = opts.busy_share if in_process else None
+    p.values = night_values(p.folder, mode, busy)
     if p.base is None:
         return NightOutcome(EXIT_OK, f"{name}: ok, no baseline yet (choose one: bench nightly baseline --set latest); "
                                      f"{p.conditions.describe()}", "no baseline yet", p.folder,
@@ -126,11 +128,11 @@ def _compare(opts: NightOptions, p: _Progress) -> NightOutcome:
     baseline.check(p.base)  # again: it must be the chosen baseline right when it is compared
     db = history.connect(opts.root / HISTORY_NAME)
     try:
-        spreads = {m.name: learn_spread(m, history.accepted_means(db, p.subset_sha256, m.name)) for m in METRICS}
+        spreads = {m.name: learn_spread(m, history.accepted_changes(db, p.base.night_id, m.name)) for m in METRICS}
         then = history.conditions(db, p.base.night_id)
     finally:
         db.close()
-    judgements = judge(night_values(p.base.folder, mode), p.values, spreads, opts.tolerances)
+    judgements = judge(night_values(p.base.folder, mode, busy), p.values, spreads, opts.tolerances)
     moved = [j for j in judgements if j.drifted]
     where = f"night {p.base.night_id}"
     machine_now = p.conditions.describe() + (f" (at the baseline: {then.describe().removeprefix('machine: ')})"
@@ -192,7 +194,7 @@ def _redraw(root: Path) -> None:
 
 
 def _subset_sha256(folder: Path) -> str:
-    """Which prompts were put to which models: nights with the same subset have comparable night means."""
+    """Which prompts were put to which models (recorded per night: nights of different subsets do not compare)."""
     with closing(results.connect_readonly(folder / "results.db")) as db:
         keys = results.asked(db)
     return hashlib.sha256("\n".join("\t".join(k) for k in keys).encode("utf-8")).hexdigest()

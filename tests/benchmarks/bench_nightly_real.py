@@ -8,14 +8,13 @@ sim meter in ``busy`` mode: load power while an answer runs, so energy follows t
 real backend, each answer stretched by sleeping; the meter sees the longer answer too). Prints each night's exit
 code, its main changes and the machine's conditions, then the false-alarm and detection rates.
 
-The machine-busy check runs as a cron night's would, with a limit suited to a 2-core machine and the 1-thread
-llama.cpp (``--busy-share 0.5``: one core for the inference, one for everything else) and waiting up to
-``--wait-quiet-s`` for a busy machine; a night it still finds busy is exit 2, counted apart and run again (up
-to 3x the nights asked for). Exit 1 on a false
+The machine-busy check runs as a cron night's would (``--busy-share`` 0.10 by default: other processes above a
+tenth of the machine before the run, or during over a quarter of the answers, make the night exit 2; disturbed
+answers are left out of the comparison), waiting up to ``--wait-quiet-s`` for a busy machine; a night still
+found busy is exit 2, counted apart and run again (up to 3x the nights asked for). The nightly runs at a raised
+priority on the Pi (the unit has ``Nice=-5``); run this the same way on a shared machine. Exit 1 on a false
 alarm or a missed change; too few valid nights is reported as INCONCLUSIVE (exit 0: a busy machine is not a
-failure of the rule, and the nights say so). On a machine shared with other work, run it as the nightly service
-runs (raised priority: the unit has ``Nice=-5``) with ``--busy-share 1``: the sim meter's busy mode does not see
-other processes' power, so they change only the answer times, and the numbers say how the rule copes with that.
+failure of the rule, and the nights say so).
 
 Run with ``make bench`` or ``.venv/bin/python tests/benchmarks/bench_nightly_real.py [--unchanged 10 --detect 1]``.
 """
@@ -90,10 +89,12 @@ def night(i: int, kind: str, opts, backend):
 
 
 def main() -> int:
+    from bench.nightly.machine import DEFAULT_BUSY_SHARE
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--unchanged", type=int, default=10, help="unchanged nights after the baseline night")
     ap.add_argument("--detect", type=int, default=1, help="nights of each injected change")
-    ap.add_argument("--busy-share", type=float, default=0.5)
+    ap.add_argument("--busy-share", type=float, default=DEFAULT_BUSY_SHARE)
     ap.add_argument("--wait-quiet-s", type=float, default=600.0)
     ap.add_argument("--keep", type=Path, help="keep the nights' root here (default: a temporary directory)")
     args = ap.parse_args()

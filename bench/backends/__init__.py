@@ -32,7 +32,7 @@ KINDS: dict[str, str] = {
 }
 
 __all__ = ["AnswerFailed", "AnswerTimeout", "Backend", "KINDS", "LoadFailed", "ModelCheck", "ModelSkipped",
-           "backend_for", "check", "get_backend", "kind_module", "pull"]
+           "backend_for", "check", "get_backend", "in_process", "kind_module", "pull"]
 
 
 def kind_module(kind: str) -> ModuleType:
@@ -47,6 +47,12 @@ def kind_module(kind: str) -> ModuleType:
 def get_backend(kind: str, **options: Any) -> Backend:
     """A backend by name; ``options`` go to its constructor (e.g. ``host=`` for ollama, ``n_ctx=`` for llamacpp)."""
     return kind_module(kind).BACKEND(**options)
+
+
+def in_process(kind: str) -> bool:
+    """Whether a kind's inference runs in the runner's own process, so per-answer CPU readings separate it from
+    everything else on the machine (the nightly's busy check relies on that)."""
+    return bool(kind_module(kind).BACKEND.in_process)
 
 
 def backend_for(spec: "Spec") -> Backend:

@@ -62,6 +62,7 @@ class Backend(Protocol):
     """``prepare`` loads and checks a model (digest, fit) and warms it up; ``generate`` answers one prompt."""
 
     name: str
+    in_process: bool  # inference runs in the runner's own process (its CPU time is the runner's)
 
     def describe(self) -> dict[str, Any]: ...
 

@@ -93,6 +93,7 @@ class LlamaCppBackend:
     thread-safe), as Ollama serializes with ``OLLAMA_NUM_PARALLEL=1``."""
 
     name = "llamacpp"
+    in_process = True
 
     def __init__(
         self,

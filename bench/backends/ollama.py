@@ -67,6 +67,7 @@ class OllamaBackend:
     seconds; negative keeps the model loaded; None leaves the server's default, 5 minutes)."""
 
     name = "ollama"
+    in_process = False  # the server does the work: the runner's CPU readings do not include it
 
     def __init__(
         self,

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench import conditions, results
+from bench.backends import in_process
 from bench.thermal import temperature_c, throttled
 
 DEFAULT_BUSY_SHARE = 0.10
@@ -31,9 +32,6 @@ MAX_DISTURBED_SHARE = 0.25
 """With the in-process backend, a night is busy when more than a quarter of its answers were disturbed (others
 above ``busy_share`` during them): the comparison would rest on too few undisturbed answers."""
 
-IN_PROCESS_BACKENDS = frozenset({"llamacpp"})
-"""Backends whose inference runs in the runner's process: only for them does the per-answer reading separate the
-system under test from other work (for Ollama it includes the server), so only they get the during-night check."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +140,9 @@ def busy_before(cond: NightConditions, limit: float, quiet_s: float) -> str | No
 
 
 def busy_during(cond: NightConditions, limit: float, backend_kind: str) -> str | None:
-    if backend_kind not in IN_PROCESS_BACKENDS or not cond.answers:
+    """Only for a backend in the runner's process does the per-answer reading separate the system under test
+    from other work (for Ollama it includes the server), so only it gets the during-night check."""
+    if not in_process(backend_kind) or not cond.answers:
         return None
     if cond.answers_disturbed <= MAX_DISTURBED_SHARE * cond.answers:
         return None

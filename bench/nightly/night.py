@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from bench import results
-from bench.backends.base import Backend
+from bench.backends import Backend, in_process
 from bench.errors import BenchError
 from bench.nightly import baseline, history, machine, preflight, trend
 from bench.nightly.drift import METRICS, NightValues, judge, learn_spread, night_values
@@ -118,8 +118,7 @@ def _refuse_busy(reason: str | None) -> None:
 def _compare(opts: NightOptions, p: _Progress) -> NightOutcome:
     name = p.folder.name
     mode = p.spec.scoring_modes[0]
-    in_process = p.spec.backend.kind in machine.IN_PROCESS_BACKENDS  # only then do readings separate the SUT
-    busy = opts.busy_share if in_process else None
+    busy = opts.busy_share if in_process(p.spec.backend.kind) else None  # only then do readings separate the SUT
     p.values = night_values(p.folder, mode, busy)
     if p.base is None:
         return NightOutcome(EXIT_OK, f"{name}: ok, no baseline yet (choose one: bench nightly baseline --set latest); "

@@ -34,7 +34,7 @@ def services(spec: Spec) -> None:
         except BenchError as exc:
             raise NightFailed(f"meter absent: {exc} (start it: systemctl start edge-llm-bench-meter)") from None
     if spec.backend.kind == "ollama":
-        from bench.runner import backend_for
+        from bench.backends import backend_for
 
         try:
             backend_for(spec).describe()

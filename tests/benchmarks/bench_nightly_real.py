@@ -101,7 +101,7 @@ def main() -> int:
 
     from bench.nightly import baseline
     from bench.nightly.night import NightOptions
-    from bench.runner import backend_for
+    from bench.backends import backend_for
     from bench.spec import load_spec
 
     with tempfile.TemporaryDirectory(prefix="bench-nightly-real-") as tmp_name:

@@ -18,7 +18,8 @@ from bench import conditions
 from bench.errors import ResultsError
 from bench.nightly import history, trend
 from bench.nightly.drift import (
-    BY_NAME, METRICS, MIN_LEARN_NIGHTS, PRIOR_NIGHTS, NightValues, Spread, judge, learn_spread, paired_bootstrap, widen,
+    BY_NAME, METRICS, MIN_LEARN_NIGHTS, PRIOR_NIGHTS, Z, NightValues, Spread, judge, learn_spread, paired_bootstrap,
+    widen,
 )
 from bench.nightly.failures import one_line, reason_for
 from bench.nightly.machine import NightConditions
@@ -83,7 +84,7 @@ def test_spread_is_the_default_until_enough_nights_then_a_robust_estimate_pooled
 def test_widen_adds_the_night_to_night_spread_in_quadrature():
     assert widen(0.0, -0.02, 0.02, 0.0, "relative") == pytest.approx((-0.02, 0.02), abs=5e-4)
     low, high = widen(0.0, 0.0, 0.0, 0.05, "relative")
-    assert math.log1p(high) == pytest.approx(1.959964 * math.sqrt(2) * 0.05)
+    assert math.log1p(high) == pytest.approx(Z * math.sqrt(2) * 0.05)
     assert math.log1p(low) == pytest.approx(-math.log1p(high))
     assert widen(0.1, 0.05, 0.15, 0.0, "absolute") == pytest.approx((0.05, 0.15))
 
@@ -119,6 +120,20 @@ def test_idle_power_gets_a_real_interval_and_units_are_stated():
     assert "W" in text and "tolerance ±5%" in text and "(default)" in text
     acc = next(j for j in judge(base, night(wrong=6), spreads()) if j.metric == "accuracy")
     assert "tolerance ±0.1 absolute" in acc.describe()
+
+
+def test_each_judgement_states_the_smallest_change_it_can_detect_and_keeps_to_it():
+    base = night()
+    wide = {m.name: Spread(0.08, 10) for m in METRICS}     # the kind of spread a noisy machine teaches
+    latency = next(j for j in judge(base, night(), wide) if j.metric == "latency_s")
+    between = math.expm1(Z * math.sqrt(2) * 0.08)          # +35.4%: the within-night part adds little to it
+    assert between < latency.detectable < between * 1.02
+    assert f"detects ±{latency.detectable * 100:.1f}%" in latency.describe()
+    bigger = 1.0 + latency.detectable * 1.1
+    assert "latency_s" in drifted(judge(base, night(latency=bigger), wide))
+    assert "latency_s" not in drifted(judge(base, night(latency=1.0 + latency.detectable * 0.9), wide))
+    narrow = {m.name: Spread(0.001, 10) for m in METRICS}  # then the tolerance is what limits it
+    assert next(j for j in judge(base, night(), narrow) if j.metric == "latency_s").detectable == 0.10
 
 
 def test_paired_bootstrap_rule():

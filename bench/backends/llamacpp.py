@@ -14,6 +14,10 @@ Timing fields are Ollama-shaped but computed here, honestly, from host ``time.mo
   ``num_ctx``/``num_thread``), else 0. ``prepare``'s load happens outside that answer's host window;
 - ``total_duration`` = ``t_last - t_send`` (unlike Ollama, it does not include a load done in ``prepare``).
 
+``num_thread`` is the thread count of prefill too (llama-cpp-python's ``n_threads_batch`` otherwise defaults to
+every CPU): its workers spin-wait, so on a shared 2-core machine a two-thread prefill ran 3-5x slower, with a
+coefficient of variation of 0.4-0.5 instead of 0.1, whenever anything else was busy (a 121-token prompt, 15 reps).
+
 The timeout is checked per token: once past the deadline the next token is forced to end-of-generation and
 ``AnswerTimeout`` carries the partial answer. A single long prefill cannot be interrupted. Stamping, the deadline
 and the ``Completion`` are the shared ``bench.backends.stream.timed_generate``'s; this module only yields chunks.
@@ -284,7 +288,8 @@ class LlamaCppBackend:
         t0 = time.monotonic_ns()
         try:
             self._llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=self.seed, verbose=False
+                model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, seed=self.seed,
+                verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             self._loaded = None

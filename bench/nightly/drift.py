@@ -1,14 +1,16 @@
 """The drift rule: has the system under test changed since the baseline, beyond what an unchanged one varies?
 
 The nightly subset asks the same items every night, so each per-answer metric is compared on matched answers:
-the ratio of tonight's mean to the baseline's mean (accuracy: the difference) gets a paired bootstrap 95% interval
-over the items (2,000 resamples, fixed seed). Answers during which other processes used more than the busy share
+the ratio of tonight's mean to the baseline's mean (accuracy: the difference) gets a paired bootstrap interval
+over the items (4,000 resamples, fixed seed) at the rule's level: 1 - 5%/7 for each of the 7 metrics
+(Bonferroni), so that a night of an unchanged system raises a false alarm with probability at most
+``NIGHT_FALSE_ALARM`` (5%) when the spreads are right. Answers during which other processes used more than the busy share
 of the machine (in either night; read per answer by the runner, see `machine`) are left out: they ran up to
 several times slower for reasons that are not the system's. The interval only knows item-to-item noise; a shift
 that moves a whole night (thermal state, a background update) is invisible to it. So it is widened by the
 night-to-night spread ``s`` of the metric:
 
-    interval = point -/+ sqrt(within_half_width^2 + (1.96 * sqrt(2) * s)^2)
+    interval = point -/+ sqrt(within_half_width^2 + (z * sqrt(2) * s)^2)      (z = 2.69 for 1 - 5%/7)
 
 on the log scale for ratios (sqrt(2): tonight and the baseline are both one night's draw). ``s`` is learned from
 the changes judged on the accepted (exit 0) nights compared with the same baseline: 1.4826 x their median absolute
@@ -16,7 +18,9 @@ deviation (robust to an odd night). A spread from a handful of nights is itself 
 small, so it is pooled with the metric's documented conservative default as if that were ``PRIOR_NIGHTS`` nights:
 ``s^2 = (k s_learned^2 + PRIOR_NIGHTS s_default^2) / (k + PRIOR_NIGHTS)``; below ``MIN_LEARN_NIGHTS`` the default
 alone is used. A metric has drifted when the widened interval excludes "no change" *and* the point change exceeds
-the metric's tolerance, so neither a noisy night nor a tiny consistent shift raises an alarm.
+the metric's tolerance, so neither a noisy night nor a tiny consistent shift raises an alarm. Each judgement
+states the smallest change it could have detected (``detectable``: the tolerance or the interval's half-width,
+whichever is larger), so a night with a wide spread says what it cannot see instead of passing silently.
 Idle power, one value per night, gets its within-night interval from the idle window's 1-second sub-windows.
 """
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import math
 from contextlib import closing
 from dataclasses import dataclass
+from statistics import NormalDist
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -37,7 +42,7 @@ from bench.nightly.outcome import NightFailed
 from bench.records import IdleBaseline
 from bench.report.metrics import derive
 
-Z95 = 1.959964
+NIGHT_FALSE_ALARM = 0.05  # the rule's promise: at most this share of an unchanged system's nights alarm
 MIN_LEARN_NIGHTS = 5
 PRIOR_NIGHTS = 5      # the weight of the default spread, in nights, when pooled with a learned one
 MAD_TO_SD = 1.4826  # the MAD of a normal sample times this estimates its standard deviation
@@ -69,6 +74,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("idle_w", "idle_w", 0.05, "relative", "W", 0.02),
 )
 BY_NAME = {m.name: m for m in METRICS}
+TAIL = NIGHT_FALSE_ALARM / len(METRICS)      # each metric's two-sided miss probability (Bonferroni)
+Z = NormalDist().inv_cdf(1.0 - TAIL / 2.0)   # 2.69 for 7 metrics
+LEVEL_TEXT = f"{(1.0 - TAIL) * 100:.1f}%"    # "99.3%"
 ANSWER_METRICS = tuple(m for m in METRICS if m.name != "idle_w")
 
 
@@ -130,9 +138,10 @@ def learn_spread(metric: Metric, changes: Sequence[float]) -> Spread:
     return Spread(math.sqrt(pooled), k)
 
 
-def paired_bootstrap(base: np.ndarray, new: np.ndarray, kind: str, *, resamples: int = 2000,
+def paired_bootstrap(base: np.ndarray, new: np.ndarray, kind: str, *, resamples: int = 4000,
                      seed: int = 20250403) -> tuple[float, float, float]:
-    """Point change and 95% interval of mean(new)/mean(base) - 1 (relative) or mean(new) - mean(base)."""
+    """Point change and interval (at the rule's level) of mean(new)/mean(base) - 1 (relative) or mean(new) -
+    mean(base)."""
     def change(b: np.ndarray, n: np.ndarray) -> np.ndarray:
         mb, mn = b.mean(axis=-1), n.mean(axis=-1)
         if kind == "relative":
@@ -147,13 +156,13 @@ def paired_bootstrap(base: np.ndarray, new: np.ndarray, kind: str, *, resamples:
     dist = dist[np.isfinite(dist)]
     if dist.size == 0:
         return point, float("nan"), float("nan")
-    low, high = np.percentile(dist, [2.5, 97.5])
+    low, high = np.percentile(dist, [50.0 * TAIL, 100.0 - 50.0 * TAIL])
     return point, float(low), float(high)
 
 
 def widen(point: float, low: float, high: float, spread: float, kind: str) -> tuple[float, float]:
     """The within-night interval widened by the night-to-night spread, added in quadrature (see the module doc)."""
-    between = Z95 * math.sqrt(2.0) * spread
+    between = Z * math.sqrt(2.0) * spread
     to, back = (math.log1p, math.expm1) if kind == "relative" else (float, float)
     p = to(point)
     lo = to(low) if math.isfinite(low) and low > -1 else p
@@ -167,30 +176,33 @@ class Judgement:
     baseline: float
     tonight: float
     change: float      # relative (ratio - 1) or absolute difference, per the metric's kind
-    ci_low: float      # the widened 95% interval of ``change``
+    ci_low: float      # the widened interval of ``change`` (level 1 - TAIL)
     ci_high: float
     spread: float
     spread_nights: int
     tolerance: float
     n: int             # matched answers (1 for idle power)
     drifted: bool
+    detectable: float = math.nan  # the smallest change (either way) this night could flag: see `_detectable`
 
     def describe(self) -> str:
-        """``energy_per_answer_j +17.5% (2.04 -> 2.40 J; 95% +8.1% to +27.7%, night-to-night 3.0% (default);
-        tolerance ±5%)``: the change first, then what it is judged against."""
+        """``energy_per_answer_j +17.5% (2.04 -> 2.40 J; 99.3% +8.1% to +27.7%, night-to-night 3.0% (default);
+        detects ±12.9%; tolerance ±5%)``: the change first, then what it is judged against."""
         m = BY_NAME[self.metric]
         unit = f" {m.unit}" if m.unit else ""
         if m.kind == "relative":
             change = f"{self.change * 100:+.1f}%"
             interval = f"{self.ci_low * 100:+.1f}% to {self.ci_high * 100:+.1f}%"
             tol = f"±{self.tolerance * 100:g}%"
+            detects = f"±{self.detectable * 100:.1f}%"
         else:
             change = f"{self.change:+.3f}"
             interval = f"{self.ci_low:+.3f} to {self.ci_high:+.3f}"
             tol = f"±{self.tolerance:g} absolute"
+            detects = f"±{self.detectable:.3f}"
         spread = Spread(self.spread, self.spread_nights).describe(m)
-        return (f"{self.metric} {change} ({self.baseline:.4g} -> {self.tonight:.4g}{unit}; 95% {interval}, {spread}; "
-                f"tolerance {tol})")
+        return (f"{self.metric} {change} ({self.baseline:.4g} -> {self.tonight:.4g}{unit}; {LEVEL_TEXT} {interval}, "
+                f"{spread}; detects {detects}; tolerance {tol})")
 
 
 def judge(base: NightValues, new: NightValues, spreads: Mapping[str, Spread],
@@ -222,7 +234,17 @@ def _decide(m: Metric, baseline: float, tonight: float, point: float, low: float
     lo, hi = widen(point, low, high, spread.value, m.kind)
     excludes_zero = math.isfinite(lo) and math.isfinite(hi) and (lo > 0 or hi < 0)
     drifted = bool(excludes_zero and math.isfinite(point) and abs(point) > tolerance)
-    return Judgement(m.name, baseline, tonight, point, lo, hi, spread.value, spread.nights, tolerance, n, drifted)
+    return Judgement(m.name, baseline, tonight, point, lo, hi, spread.value, spread.nights, tolerance, n, drifted,
+                     _detectable(m, lo, hi, tolerance))
+
+
+def _detectable(m: Metric, lo: float, hi: float, tolerance: float) -> float:
+    """The smallest change for which an interval as wide as tonight's widened one would exclude "no change", or
+    the tolerance if that is larger: the change the rule can promise to see with this spread."""
+    to, back = (math.log1p, math.expm1) if m.kind == "relative" else (float, float)
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo > -1):
+        return math.nan
+    return max(tolerance, back((to(hi) - to(lo)) / 2.0))
 
 
 def _judge_idle(base: IdleBaseline | None, new: IdleBaseline | None, spread: Spread,
@@ -234,7 +256,7 @@ def _judge_idle(base: IdleBaseline | None, new: IdleBaseline | None, spread: Spr
     point = new.mean_w / base.mean_w - 1.0
     rel_se = math.hypot(_idle_se(base) / base.mean_w, _idle_se(new) / new.mean_w)
     y = math.log1p(point)
-    low, high = math.expm1(y - Z95 * rel_se), math.expm1(y + Z95 * rel_se)
+    low, high = math.expm1(y - Z * rel_se), math.expm1(y + Z * rel_se)
     return _decide(BY_NAME["idle_w"], base.mean_w, new.mean_w, point, low, high, spread, tolerance, 1)
 
 

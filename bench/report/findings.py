@@ -51,7 +51,9 @@ def reproduction(comparison: pd.DataFrame | None, authors: bool) -> Finding | No
     if authors:
         words += (" This is the authors' own data through this toolkit's code: it checks the code against their "
                   "published numbers, not the claims (see below).")
-    verdict = "reproduced" if not (comparison["status"] == "outside").any() else "partly reproduced"
+    judged = comparison["status"].isin(["within", "outside"])
+    verdict = ("cannot be evaluated" if not judged.any() else
+               "reproduced" if not (comparison["status"] == "outside").any() else "partly reproduced")
     return Finding("Published tables and per-model values", verdict, words, "comparison", "comparison.csv")
 
 

@@ -76,11 +76,15 @@ def pass_at_one(scored: pd.DataFrame, published: Mapping[str, float] | None = No
     top_strict = per_model["model"].iloc[0]
     words = (f"Of {len(both)} HumanEval answers{what} scored both ways, {flips} verdicts flip ({flips / len(both):.0%}):"
              f" {int(both['paper_only'].sum())} pass only the paper's check (code + tests run, check() never called),"
-             f" {int(both['strict_only'].sum())} pass only real pass@1. Across {len(per_model)} models the rank "
-             f"correlation of the paper's accuracy with pass@1 on the same answers is {rho:.2f}; first by the paper's "
-             f"accuracy: {top_paper}, first by pass@1: {top_strict}.")
-    if published and "published" in per_model:
-        rho_pub = spearman(per_model["published"], per_model["pass_at_1"])
+             f" {int(both['strict_only'].sum())} pass only real pass@1.")
+    if math.isfinite(rho):
+        words += (f" Across {len(per_model)} models the rank correlation of the paper's accuracy with pass@1 on the "
+                  f"same answers is {rho:.2f}; first by the paper's accuracy: {top_paper}, first by pass@1: "
+                  f"{top_strict}.")
+    else:
+        words += f" A rank correlation needs at least 3 models with both scores ({len(per_model)} here)."
+    rho_pub = spearman(per_model["published"], per_model["pass_at_1"]) if "published" in per_model else math.nan
+    if math.isfinite(rho_pub):
         words += f" Against the published HumanEval accuracy (whole cells) the rank correlation is {rho_pub:.2f}."
     return PassAtOne(per_model, per_family, words)
 

@@ -11,10 +11,10 @@ from functools import lru_cache
 
 import pytest
 
-from bench.report import aggregate, compare, pareto
+from bench.report import aggregate, compare, pareto, render
 from bench.report.authors import AUTHORS_TOLERANCE_ABS, load_authors_cells, load_authors_frame
-from bench.results import FRAME_COLUMNS
 from bench.report.published import load_published
+from bench.results import FRAME_COLUMNS
 from paper_data import SITE
 
 pytestmark = [
@@ -126,6 +126,9 @@ def test_claims_hold_on_the_authors_data():
     assert by_key["energy_per_token_reduction"].deciding["to"] == "q3_K_S"
     assert by_key["energy_per_token_reduction"].deciding["reduction"] == pytest.approx(0.787, abs=1e-3)
     assert by_key["latency_reduction"].deciding["reduction"] == pytest.approx(0.687, abs=1e-3)
+    # paper-facts.md: "Llama 3.2 1B averaged 17.60 J/token at fp16 and 3.75 J/token at q3_K_S" [SITE]; as words.
+    assert render.deciding_words(by_key["energy_per_token_reduction"].deciding) == (
+        "llama3.2_1b fp16 17.60 -> q3_K_S 3.75 J/token; reduction 78.7% (tolerance 10 pp)")
 
 
 def test_comparison_of_authors_data_is_all_within():

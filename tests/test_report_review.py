@@ -292,3 +292,16 @@ def test_one_model_gets_no_rank_correlation_and_nothing_judged_is_not_reproduced
     assert "needs at least 3 models" in one.words and "nan" not in one.words
     cmp = pd.DataFrame({"table": ["t5", "cell"], "status": ["partial", "not run"]})
     assert reproduction(cmp, authors=False).verdict == "cannot be evaluated"
+
+
+def test_fronts_nothing_comparable_says_why_instead_of_counting_zero():
+    from bench.report.findings import fronts_finding
+
+    empty = pd.DataFrame([], columns=robustness.CHECK_COLUMNS)
+    fronts = [robustness.Robustness(f"pareto_front_{ds}", ds, robustness.UNKNOWN,
+                                    f"cannot be evaluated: 28 of the paper's models not run on {ds}", empty)
+              for ds in ("gsm8k", "all")]
+    f = fronts_finding(fronts)
+    assert f.verdict == "cannot be evaluated" and "0 of" not in f.words
+    assert f.words == ("None of the 2 published fronts can be compared: 28 of the paper's models not run on gsm8k; "
+                       "28 of the paper's models not run on all.")

@@ -62,6 +62,11 @@ def fronts_finding(fronts: list) -> Finding:
     from bench.report.robustness import VERDICTS
 
     worst = max((r.verdict for r in fronts), key=lambda v: (v != "cannot be evaluated", VERDICTS.index(v)))
+    if worst == "cannot be evaluated":
+        reasons = "; ".join(r.words.removeprefix("cannot be evaluated: ") for r in fronts)
+        return Finding("Claim: the accuracy/energy Pareto fronts", worst,
+                       f"None of the {len(fronts)} published fronts can be compared: {reasons}.", fronts[0].anchor,
+                       "robustness.csv")
     same = [r.key.removeprefix("pareto_front_") for r in fronts if r.verdict == "holds"]
     moved = [r.words for r in fronts if r.verdict not in ("holds", "cannot be evaluated")]
     pooled = sum(r.verdict != "does not hold" and r.verdict != "cannot be evaluated" for r in fronts)

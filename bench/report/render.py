@@ -147,16 +147,24 @@ def _verdict(holds) -> str:
 
 
 def deciding_words(deciding: dict) -> str:
-    """The numbers that decided a claim as words (``from fp16 17.6, to q3_K_S 3.75, reduction 78.7%``)."""
+    """The numbers that decided a claim as words (``llama3.2_1b fp16 17.60 -> q3_K_S 3.75 J/token; reduction
+    78.7% (tolerance 10 pp)``)."""
+    rest = dict(deciding)
+    lead = []
+    if {"from", "from_value", "to", "to_value"} <= rest.keys():
+        lead.append(f"{rest.pop('base', '')} {rest.pop('from')} {fmt(rest.pop('from_value'))} -> {rest.pop('to')} "
+                    f"{fmt(rest.pop('to_value'))} {rest.pop('unit', '')}".strip())
+    if "reduction" in rest:
+        tol = rest.pop("tolerance_pp", None)
+        lead.append(f"reduction {float(rest.pop('reduction')):.1%}" + (f" (tolerance {tol:g} pp)" if tol else ""))
+
     def one(key: str, value) -> str:
         if isinstance(value, dict):
             return f"{key.replace('_', ' ')}: " + ", ".join(f"{k} {fmt(v)}" for k, v in value.items())
         if isinstance(value, (list, tuple)):
             return f"{key.replace('_', ' ')}: {', '.join(map(str, value)) or 'none'}"
-        if key == "reduction":
-            return f"reduction {float(value):.1%}"
         return f"{key.replace('_', ' ')} {value}" if key != "reason" else str(value)
-    return "; ".join(one(k, v) for k, v in deciding.items())
+    return "; ".join(lead + [one(k, v) for k, v in rest.items()])
 
 
 def claim_rows(claims: list[Claim]) -> list[list[str]]:

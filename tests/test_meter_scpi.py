@@ -12,6 +12,7 @@ Facts, with their sources:
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -195,3 +196,36 @@ def test_silent_instrument_is_gone(tmp_path):
             for _ in range(10):
                 drv.read()
         drv.close()
+
+
+def test_readings_come_in_batches_and_each_failure_is_still_a_gap_where_it_happened(tmp_path):
+    """batch_s: several readings per read() (fewer daemon wake-ups), no batch longer than batch_s, and an overload
+    ends its batch, so the gap stands exactly where the reading was lost, never hidden inside a batch."""
+    link = str(tmp_path / "ttySCPI")
+    with ScpiDevice(link, power=lambda t: (12.0, 0.25), overload_every=13) as dev:
+        drv = create("scpi", {"port": link, "rate_hz": "40", "batch_s": "0.2"})
+        drv.open()
+        try:
+            batches = [drv.read() for _ in range(14)]
+        finally:
+            drv.close()
+    sizes = [len(b.t_ns) for b in batches]
+    assert max(sizes) >= 6 and max(sizes) <= 0.2 * 40 + 1, sizes
+    assert dev.instrument.queries >= 60
+    pending = drv._gap_next  # the last batch ended on an overload: its gap opens the next batch
+    assert sum(b.gap_before for b in batches) + pending == drv.overloads >= 3
+    for b in batches:  # inside a batch the readings follow each other at the query rate
+        assert np.all(np.diff(b.t_ns) < 1.5e9 / 40)
+
+
+def test_an_instrument_lost_mid_batch_hands_on_the_readings_before_it(tmp_path):
+    with ScpiTcpServer(power=lambda t: (12.0, 0.25)) as server:
+        drv = create("scpi", {"port": f"socket://127.0.0.1:{server.port}", "rate_hz": "40", "batch_s": "1.5",
+                              "timeout_s": "0.1", "max_failures": "2"})
+        drv.open()
+        threading.Timer(0.4, server.__exit__).start()  # the instrument closes its socket during the first batch
+        first = drv.read()
+        with pytest.raises(DeviceGone, match="closed the connection"):
+            drv.read()
+        drv.close()
+    assert 6 <= len(first.t_ns) <= 0.5 * 40 and np.allclose(first.power_w, 3.0)

@@ -9,6 +9,11 @@ ranges, integration time, a Yokogawa ``:NUM:NORM`` item list ...), then the erro
 the driver asks ``*IDN?`` and discards every line up to its answer (counted as ``late_replies``), and before each
 query it drops input nobody is waiting for. A reply is stamped at the midpoint between query and reply, less half
 the instrument's integration time.
+
+Readings are handed to the daemon in batches of up to ``batch_s`` (a gap or a failure ends a batch early), because
+on a small machine the daemon's per-batch work (ring buffer, raw log: a few cold numpy calls after every wake-up)
+cost more than the query itself: at 10 Hz, one batch per query was 0.6% of a core, one per 0.5 s about half that
+(tests/benchmarks/bench_drivers.py, cpu). A query and its reply stay pure Python.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class ScpiDriver(Driver):
         "timeout_s": Option(float, 1.0, "how long to wait for one reply"),
         "integration_s": Option(float, 0.0, "the instrument's averaging time per reading (from its setup)"),
         "max_failures": Option(int, 5, "consecutive failed queries before the instrument counts as gone"),
+        "batch_s": Option(float, 0.5, "longest a reading waits before it is handed on (fewer daemon wake-ups, less "
+                                      "CPU); an energy query waits up to this long for the samples covering its end"),
         "accuracy_rel": Option(float, 0.0, "gain error of a reading, fraction (from the instrument's manual)"),
         "accuracy_abs_w": Option(float, 0.0, "offset error of a reading, W (from the instrument's manual)"),
     }
@@ -65,11 +72,15 @@ class ScpiDriver(Driver):
             raise MeterError("driver 'scpi': give exactly one of the options port= (serial/socket) or resource= (VISA)")
         if not 0 < o["rate_hz"] <= 100:
             raise MeterError(f"driver 'scpi': option rate_hz={o['rate_hz']:g}: expected 0 < rate_hz <= 100")
+        if not 0 <= o["batch_s"] <= 2:
+            raise MeterError(f"driver 'scpi': option batch_s={o['batch_s']:g}: expected 0 <= batch_s <= 2")
         self._term = o["terminator"].encode().decode("unicode_escape")
         self._link: Transport | None = None
         self._next = 0.0
         self._failures = 0
         self._half_rtt_ns: deque[int] = deque(maxlen=200)
+        self._gap_next = False  # the previous batch ended on a gap: the next one starts after it
+        self._gone: DeviceGone | None = None  # raised by the next read, once the readings before it are handed on
         self.idn = ""
         self.overloads = 0
         self.late = 0
@@ -109,6 +120,7 @@ class ScpiDriver(Driver):
         else:
             self._link = SerialTransport(o["port"], o["baudrate"], self._term.encode("latin-1"))
         self._failures = 0
+        self._gap_next, self._gone = False, None
         if o["idn"]:
             reply = self._ask(o["idn"])
             if reply is None:
@@ -139,8 +151,39 @@ class ScpiDriver(Driver):
         self._link = None
 
     def read(self) -> SampleBatch:
+        """Query at ``rate_hz`` until ``batch_s`` has passed or a reading fails; the readings so far, with a gap
+        before the next batch when one failed (a failure with nothing pending is an empty batch with a gap)."""
         if self._link is None:
             raise DeviceGone("scpi: read() on a closed link")
+        if self._gone is not None:
+            gone, self._gone = self._gone, None
+            raise gone
+        gap, self._gap_next = self._gap_next, False
+        t_ns: list[int] = []
+        watts: list[float] = []
+        deadline = time.monotonic() + self.opts["batch_s"]
+        while True:
+            try:
+                reading = self._query()
+            except DeviceGone as exc:
+                if not t_ns:
+                    raise
+                self._gone = exc
+                break
+            if reading is None:
+                if not t_ns:
+                    return SampleBatch(np.empty(0, np.int64), np.empty(0), gap_before=True)
+                self._gap_next = True
+                break
+            t_ns.append(reading[0])
+            watts.append(reading[1])
+            if self._next >= deadline:
+                break
+        return SampleBatch.of(t_ns, watts, gap)
+
+    def _query(self) -> tuple[int, float] | None:
+        """One paced query: (stamp ns, watts), or None for a reading that is a gap (overload, timeout, garbage:
+        counted). Raises DeviceGone after ``max_failures`` failures in a row."""
         delay = self._next - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -152,29 +195,29 @@ class ScpiDriver(Driver):
         if reply is None:
             self.timeouts += 1
             self._resync()
-            return self._failed("no reply within timeout_s")
+            self._failed("no reply within timeout_s")
+            return None
         try:
             watts = self.format.watts(reply) * self.opts["scale"]
         except Overload as exc:
             self.overloads += 1
             self._failures = 0
             log.debug("scpi: %s", exc)
-            return SampleBatch(np.empty(0, np.int64), np.empty(0), gap_before=True)
+            return None
         except ValueError as exc:
             self.garbage += 1
             self._resync()
-            return self._failed(str(exc))
+            self._failed(str(exc))
+            return None
         self._failures = 0
         self._half_rtt_ns.append((t1 - t0) // 2)
-        t_ns = (t0 + t1) // 2 - int(self.opts["integration_s"] * 5e8)
-        return SampleBatch.of([t_ns], [watts])
+        return (t0 + t1) // 2 - int(self.opts["integration_s"] * 5e8), watts
 
-    def _failed(self, why: str) -> SampleBatch:
+    def _failed(self, why: str) -> None:
         self._failures += 1
         log.debug("scpi: %s", why)
         if self._failures >= self.opts["max_failures"]:
             raise DeviceGone(f"scpi on {self.where()}: {self._failures} queries without a valid reply ({why})")
-        return SampleBatch(np.empty(0, np.int64), np.empty(0), gap_before=True)
 
     def _resync(self) -> None:
         """Line the replies up with the queries again: ask for the id and drop every line before its answer (a late

@@ -4,6 +4,8 @@ socket), or a PyVISA resource (``TCPIP0::host::5025::SOCKET``, ``TCPIP0::host::i
 
 from __future__ import annotations
 
+import os
+import select
 import time
 from typing import Protocol
 
@@ -27,24 +29,52 @@ class Transport(Protocol):
 
 
 class SerialTransport:
-    """pyserial, with our own line splitting (pyserial's readline is one system call per byte)."""
+    """pyserial opens and configures the port (a device, or a ``socket://`` URL); lines then go through its file
+    descriptor directly: one select and one read per reply. pyserial's own read/write path (timeouts, ``in_waiting``
+    ioctls, a select per call) cost about 120 us of CPU per query on a small machine, a fifth of the driver's share
+    at 10 Hz (tests/benchmarks/bench_drivers.py, cpu)."""
 
     def __init__(self, url: str, baudrate: int, terminator: bytes) -> None:
         self.port = open_port(url, baudrate, timeout_s=0.05)
+        try:
+            self.fd = self.port.fileno()
+        except (AttributeError, NotImplementedError, OSError):
+            self.close()
+            raise MeterError(f"scpi: {url!r} gives no file descriptor; use a device path, socket://host:port or "
+                             "a VISA resource") from None
         self.port.reset_input_buffer()
+        self.url = url
         self.term = terminator
         self._buf = b""
 
     def write_line(self, command: str) -> None:
-        self.port.write(command.encode("ascii") + self.term)
+        data = command.encode("ascii") + self.term
+        while data:
+            try:
+                data = data[os.write(self.fd, data):]
+            except BlockingIOError:
+                if not select.select([], [self.fd], [], 1.0)[1]:
+                    raise DeviceGone(f"scpi: {self.url} takes no input") from None
+
+    def _receive(self, timeout_s: float) -> bool:
+        """Whatever arrives within ``timeout_s`` (0: only what is already waiting), appended to the buffer."""
+        if not select.select([self.fd], [], [], max(timeout_s, 0.0))[0]:
+            return False
+        try:
+            data = os.read(self.fd, MAX_REPLY_BYTES)
+        except BlockingIOError:
+            return False
+        if not data:
+            raise DeviceGone(f"scpi: {self.url} closed the connection")
+        self._buf += data
+        return True
 
     def read_line(self, timeout_s: float) -> bytes | None:
         end = self.term[-1:]
         deadline = time.monotonic() + timeout_s
         while end not in self._buf:
-            if time.monotonic() > deadline:
+            if not self._receive(deadline - time.monotonic()) and time.monotonic() >= deadline:
                 return None
-            self._buf += self.port.read(self.port.in_waiting or 1)
             if len(self._buf) > MAX_REPLY_BYTES:
                 self._buf = b""
                 raise ValueError(f"more than {MAX_REPLY_BYTES} bytes without a terminator")
@@ -52,8 +82,10 @@ class SerialTransport:
         return line.rstrip(b"\r")
 
     def discard_waiting(self) -> int:
-        waiting = self._buf + (self.port.read(self.port.in_waiting) if self.port.in_waiting else b"")
-        self._buf = b""
+        for _ in range(16):  # a bounded drain: an instrument that never stops talking is not waited out here
+            if not self._receive(0):
+                break
+        waiting, self._buf = self._buf, b""
         return waiting.count(self.term[-1:])
 
     def close(self) -> None:

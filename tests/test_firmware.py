@@ -1,8 +1,11 @@
-"""The ina-serial bridge firmware itself (scripts/firmware/ina_serial_bridge.ino), compiled for the host against a
-simulated INA226 on a simulated I2C bus (tests/firmware/), its output read by the driver's decoder and by the
-driver over a real pty. What the firmware must do (issue 14): I2C at <= 400 kHz (INA226 fast mode, SBOS547),
-wait for conversion-ready (CVRF) and read V and I of the same conversion, stamp the middle of the conversion window,
-report I2C failures and overflow (OVF) as error records, and speak both wire formats."""
+"""The ina-serial bridge firmware itself (scripts/firmware/ina_serial_bridge.ino), built for the host with -Wall
+-Werror once per sensor (INA226, INA219, INA228) against that sensor's register map on a simulated I2C bus
+(tests/firmware/: ina226.cpp, ina219.cpp, ina228.cpp, each written from its datasheet's register tables, cited
+there), its output read by the driver's decoder and by the driver over a real pty. What the firmware must do
+(issue 14): I2C at <= 400 kHz (fast mode, SBOS547B / SBOS448G), wait for conversion-ready (CVRF / CNVR / CNVRF)
+and read V and I of the same conversion, stamp the middle of the conversion window, report I2C failures and
+overflow (OVF / ADC clip / MATHOF) as error records, speak both wire formats, and (INA228) send its 40-bit energy
+accumulator, which the driver unwraps."""
 
 from __future__ import annotations
 
@@ -21,16 +24,33 @@ from bench.meter.drivers import create
 from bench.meter.drivers.ina_wire import STATUS_I2C_ERROR, STATUS_OVERFLOW, StreamDecoder
 
 ROOT = Path(__file__).resolve().parents[1]
+FW = ROOT / "tests/firmware"
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler (g++) for the host build")
+
+# What each build must choose at the default 1 kHz: the largest conversion window that fits 1 ms, from the
+# datasheet's conversion-time tables (cited in the firmware and the simulations).
+WINDOWS = {
+    "INA226": (920, 1086),  # SBOS547B tCT: 588 + 332 us at AVG 1
+    "INA219": (616, 1623),  # SBOS448G ADC settings: 12-bit shunt 532 us + 9-bit bus 84 us (the next, 2 samples, is 1.06 ms)
+    "INA228": (936, 1068),  # INA228 ADC_CONFIG: conversion times 50..4120 us; the best sum of two at AVG 1 under 1 ms
+}
+ENERGY_UJ_PER_LSB = 16 * 3.2 / 131072 * 1e6  # INA228: J = 16 x 3.2 x CURRENT_LSB x ENERGY, CURRENT_LSB 2^-17 A
 
 
 @pytest.fixture(scope="module")
-def firmware(tmp_path_factory) -> Path:
-    exe = tmp_path_factory.mktemp("fw") / "ina_bridge"
-    subprocess.run(["g++", "-std=c++17", "-O1", "-Wall", "-Werror", "-I", str(ROOT / "tests/firmware"), "-x", "c++",
-                    str(ROOT / "scripts/firmware/ina_serial_bridge.ino"), "-x", "none",
-                    str(ROOT / "tests/firmware/ina226_sim.cpp"), "-o", str(exe)], check=True)
-    return exe
+def firmware(tmp_path_factory):
+    built: dict[str, Path] = {}
+
+    def build(chip: str) -> Path:
+        if chip not in built:
+            exe = tmp_path_factory.mktemp("fw") / f"bridge_{chip}"
+            subprocess.run(["g++", "-std=c++17", "-O1", "-Wall", "-Werror", f"-DCHIP=CHIP_{chip}", "-I", str(FW),
+                            "-x", "c++", str(ROOT / "scripts/firmware/ina_serial_bridge.ino"), "-x", "none",
+                            str(FW / "sim_host.cpp"), str(FW / f"{chip.lower()}.cpp"), "-o", str(exe)], check=True)
+            built[chip] = exe
+        return built[chip]
+
+    return build
 
 
 def run(firmware: Path, commands: bytes, **env: str) -> tuple[bytes, str]:
@@ -40,49 +60,57 @@ def run(firmware: Path, commands: bytes, **env: str) -> tuple[bytes, str]:
 
 
 def load_amps(t_us: np.ndarray) -> np.ndarray:
-    """The simulated load (ina226_sim.cpp), on the firmware's own clock."""
+    """The simulated load (sim_host.cpp), on the firmware's own clock."""
     return 0.6 + 0.3 * np.sin(2 * math.pi * t_us / 370e3)
 
 
+@pytest.mark.parametrize("chip", sorted(WINDOWS))
 @pytest.mark.parametrize("commands,fmt", [(b"", "text"), (b"Fb\n", "binary")])
-def test_firmware_output_decodes_with_window_middle_stamps(firmware, commands, fmt):
-    out, err = run(firmware, commands)
+def test_firmware_output_decodes_with_window_middle_stamps(firmware, chip, commands, fmt):
+    out, err = run(firmware(chip), commands)
     dec = StreamDecoder()
     d = dec.feed(out)
     header = d.headers[-1]
-    assert header["protocol"] == "2" and header["chip"] == "INA226" and header["format"] == fmt
-    assert header["window_us"] == "920" and header["rate_hz"] == "1086"  # 588 + 332 us at AVG 1: fits 1 ms
+    window_us, rate_hz = WINDOWS[chip]
+    assert header["protocol"] == "2" and header["chip"] == chip and header["format"] == fmt
+    assert (int(header["window_us"]), int(header["rate_hz"])) == (window_us, rate_hz)
     clocks = [int(line.split()[1]) for line in err.splitlines() if line.startswith("clock ")]
     assert clocks and max(clocks) <= 400_000  # I2C fast mode, never 1 MHz
     assert dec.garbage == 0 and len(d.seq) > 100 and np.all(np.diff(d.seq) == 1)
     ok = d.status == 0
-    assert np.allclose(d.mv[ok], 5100, atol=2)
+    assert ok.all()
+    assert np.allclose(d.mv, 5100, atol=2)  # 5.1 V in each chip's bus LSB (1.25 mV, 4 mV, 195.3125 uV)
     # V and I of one conversion, stamped at its window's middle: the load at that instant (0.3 A sine, 5 A/s at most)
-    assert np.median(np.abs(d.ua[ok] / 1e6 - load_amps(d.t_us[ok]))) < 0.002
+    assert np.median(np.abs(d.ua / 1e6 - load_amps(d.t_us))) < 0.002
     ready = np.array([float(line.split()[1]) for line in err.splitlines() if line.startswith("ready ")])
-    lag_us = d.t_us[ok][: len(ready)] + 460 - ready[: ok.sum()]  # t_us + half a window - the cycle's end
+    n = min(len(ready), len(d.t_us))
+    lag_us = d.t_us[:n] + window_us / 2 - ready[:n]  # t_us + half a window - the cycle's end
     assert np.median(lag_us) < 200  # read right after conversion-ready (host scheduling adds outliers)
+    assert (d.energy is not None) == (chip == "INA228" and fmt == "binary")  # blocks carry the accumulator
 
 
-def test_i2c_failures_and_overflow_are_error_records(firmware):
-    out, _ = run(firmware, b"", SIM_NACK_EVERY="41", SIM_SPIKE_MS="600")
+@pytest.mark.parametrize("chip", sorted(WINDOWS))
+def test_i2c_failures_and_overflow_are_error_records(firmware, chip):
+    out, _ = run(firmware(chip), b"", SIM_NACK_EVERY="41", SIM_SPIKE_MS="600")
     d = StreamDecoder().feed(out)
     assert (d.status == STATUS_I2C_ERROR).sum() >= 3
-    assert (d.status == STATUS_OVERFLOW).sum() >= 3  # 100 ms of a 5 A spike: beyond the 4.096 A full scale
+    # 100 ms of a 5 A spike: past INA226's 4.096 A current register (OVF), INA219's 40 mV shunt range (the ADC
+    # clips, OVF stays clear: the firmware flags the clip) and INA228's 4 A current register (MATHOF)
+    assert (d.status == STATUS_OVERFLOW).sum() >= 3
     ok = d.status == 0
-    assert np.all(d.ua[ok] < 1_000_000)  # the spike never comes out as a (wrapped) number
+    assert np.all(d.ua[ok] < 1_000_000)  # the spike never comes out as a (wrapped or clipped) number
 
 
-def test_driver_reads_the_firmware_over_a_pty(firmware):
+def read_over_pty(exe: Path, seconds: float, **env: str):
     master, slave = os.openpty()
     tty.setraw(slave)
-    proc = subprocess.Popen([str(firmware)], stdin=master, stdout=master, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "SIM_RUN_MS": "4000"})
+    proc = subprocess.Popen([str(exe)], stdin=master, stdout=master, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "SIM_RUN_MS": str(int(seconds * 1000) + 2000), **env})
     try:
         drv = create("ina-serial", {"port": os.ttyname(slave)})
         drv.open()
         t, p = [], []
-        end = time.monotonic() + 2.0
+        end = time.monotonic() + seconds
         while time.monotonic() < end:
             b = drv.read()
             t.extend(b.t_ns.tolist())
@@ -93,6 +121,21 @@ def test_driver_reads_the_firmware_over_a_pty(firmware):
         proc.wait()
         os.close(master)
         os.close(slave)
+    return drv, np.array(t), np.array(p)
+
+
+def test_driver_reads_the_firmware_over_a_pty(firmware):
+    drv, t, p = read_over_pty(firmware("INA226"), 2.0)
     assert drv.header["format"] == "binary" and drv.window_us == 920 and drv.garbage == 0
     assert len(p) > 100 and np.all(np.diff(t) > 0)  # ~2000 on an idle machine; the host build busy-polls
     assert 5.1 * 0.29 < min(p) and max(p) < 5.1 * 0.91  # 0.6 +- 0.3 A at 5.1 V
+
+
+def test_ina228_energy_accumulator_wraps_and_agrees_with_the_samples(firmware):
+    start = (1 << 40) - 3000  # ~0.4 s of 3 W below the 40-bit wrap (ENERGY 09h, 40 bits unsigned)
+    drv, t, p = read_over_pty(firmware("INA228"), 2.0, SIM_ENERGY_START=str(start))
+    facts = drv.calibration()
+    assert float(drv.header["energy_uj_per_lsb"]) == pytest.approx(ENERGY_UJ_PER_LSB)
+    assert drv.energy_raw < start  # the accumulator wrapped during the read ...
+    assert facts["chip_energy_j"] > 1.0  # ... and the driver counted across it (J since its first reading)
+    assert facts["chip_energy_j"] == pytest.approx(facts["samples_energy_j"], rel=0.02)

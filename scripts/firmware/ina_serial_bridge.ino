@@ -98,6 +98,7 @@ static bool wait_ready(uint8_t reg, uint16_t ready_bit, uint16_t *value, uint32_
   return false;
 }
 
+#if CHIP == CHIP_INA226 || CHIP == CHIP_INA228
 // The largest window (shunt + bus conversion, times the averaging count) that fits the period; among equals, the
 // one that spends most of it on the shunt. Codes index the chip's conversion-time and averaging tables.
 static uint32_t best_setting(const uint16_t *ct_us, const uint16_t *avg_n, uint32_t period_us, uint8_t *s_code,
@@ -114,13 +115,14 @@ static uint32_t best_setting(const uint16_t *ct_us, const uint16_t *avg_n, uint3
       }
   return best_w ? best_w : 2UL * ct_us[0];  // faster than the chip can go: its fastest setting
 }
+#endif
 
 // -- the sensors ---------------------------------------------------------------------------------------------------
 // Each chip: configure(period_us) picks conversion settings whose window fits the period, and sets window_us;
 // sample() waits for conversion-ready and reads one sample: returns a status (0 = valid).
 
 #if CHIP == CHIP_INA226
-// TI SBOS547: conversion times (CT codes 0..7) and averaging counts (AVG codes 0..7); Mask/Enable (06h) bit 3 CVRF
+// TI SBOS547B (6.5 Electrical Characteristics, tCT): conversion times (CT codes 0..7) and averaging counts (AVG codes 0..7); Mask/Enable (06h) bit 3 CVRF
 // (cleared by reading it), bit 2 OVF; CAL = 0.00512 / (Current_LSB * R_shunt). Current LSB 125 uA: full scale
 // 4.096 A, above the Pi's 3 A supply; past it OVF is set instead of the current register wrapping silently.
 #define CHIP_NAME "INA226"
@@ -148,11 +150,15 @@ static uint8_t sample(long *bus_mv, long *cur_ua, uint32_t *t_ready) {
 static bool read_energy(uint64_t *raw) { (void)raw; return false; }
 
 #elif CHIP == CHIP_INA219
-// TI SBOS448: ADC settings (SADC/BADC codes 0x8..0xF: 1..128 samples of 12 bits, 532 us .. 68.10 ms; 0x0 is 9 bit,
-// 84 us); bus register (02h) bit 1 CNVR, cleared by reading the power register (03h); bit 0 OVF. PGA /1 (+-40 mV:
-// 4 A at 10 mOhm) and Current LSB 125 uA: the current register's 4.096 A full scale covers the shunt range.
+// TI SBOS448 (rev. F/G): configuration register table "ADC Settings" (SADC/BADC codes 0x8..0xF: 1..128 samples of
+// 12 bits, 532 us .. 68.10 ms; 0x0 is 9 bit, 84 us); bus register (02h) BD12..0 in bits 15-3 at 4 mV, bit 1 CNVR,
+// cleared by reading the power register (03h), bit 0 OVF (current or power calculation out of range); Current =
+// Shunt x CAL / 4096, CAL = 0.04096 / (Current_LSB x R_shunt). PGA /1 (+-40 mV: 4 A at 10 mOhm) and Current LSB
+// 125 uA (CAL 32768, current = 8 x shunt counts): the shunt ADC clips at its 40 mV full scale (4000 counts) before
+// any calculation overflows, so OVF never says so; a current at the clip (32000 counts) is reported as an overflow.
 #define CHIP_NAME "INA219"
 #define CURRENT_LSB_NA 125000L
+#define CLIP_COUNTS 32000  // 4000 shunt counts (40 mV) x 8
 static const uint32_t SADC_US[8] = {532, 1060, 2130, 4260, 8510, 17020, 34050, 68100};
 
 static bool configure(uint32_t period_us) {
@@ -168,7 +174,7 @@ static uint8_t sample(long *bus_mv, long *cur_ua, uint32_t *t_ready) {
   uint16_t bus, cur, power;
   if (!wait_ready(0x02, 0x0002, &bus, t_ready)) return STATUS_I2C_ERROR;
   if (!read_u16(0x04, &cur) || !read_u16(0x03, &power)) return STATUS_I2C_ERROR;  // reading power clears CNVR
-  if (bus & 0x0001) return STATUS_OVERFLOW;
+  if ((bus & 0x0001) || (int16_t)cur >= CLIP_COUNTS || (int16_t)cur <= -CLIP_COUNTS) return STATUS_OVERFLOW;
   *bus_mv = (long)(bus >> 3) * 4L;  // 4 mV per bit
   *cur_ua = ((long)(int16_t)cur * CURRENT_LSB_NA) / 1000L;
   return 0;
@@ -177,20 +183,23 @@ static uint8_t sample(long *bus_mv, long *cur_ua, uint32_t *t_ready) {
 static bool read_energy(uint64_t *raw) { (void)raw; return false; }
 
 #elif CHIP == CHIP_INA228
-// TI SLYS021: ADC_CONFIG (01h) MODE[15:12] 0xB continuous shunt+bus, VBUSCT[11:9], VSHCT[8:6], AVG[2:0];
-// conversion times 50..4120 us; SHUNT_CAL (02h) = 13107.2e6 * CURRENT_LSB * R_SHUNT; VBUS (05h) and CURRENT (07h)
-// 20 bits in 24 (LSB 195.3125 uV; CURRENT_LSB); ENERGY (09h) 40 bits, J = 16 * 3.2 * CURRENT_LSB * ENERGY;
-// DIAG_ALRT (0Bh) bit 1 CNVRF, bit 9 MATHOF. Current LSB 10 uA (5.24 A full scale at 20 bits).
+// TI INA228 datasheet (rev. A, May 2022; INA228-Q1: SLYS022A), register map 7.6.1: ADC_CONFIG (01h) MODE[15:12]
+// 0xB continuous shunt+bus, VBUSCT[11:9], VSHCT[8:6], AVG[2:0]; conversion times 50..4120 us; SHUNT_CAL (02h) =
+// 13107.2e6 * CURRENT_LSB * R_SHUNT; VBUS (05h) and CURRENT (07h) 20 bits in 24 (LSB 195.3125 uV; CURRENT_LSB);
+// ENERGY (09h) 40 bits, J = 16 * 3.2 * CURRENT_LSB * ENERGY (the host unwraps it); DIAG_ALRT (0Bh) bit 15 ALATCH,
+// bit 9 MATHOF, bit 1 CNVRF. ALATCH is set so CNVRF waits for the poll that reads it (transparent, it need not:
+// TI E2E thread 1391284). Current LSB 2^-17 A = 7.63 uA (4 A full scale at 20 bits): the LSB for which SHUNT_CAL
+// is a whole number at 10 mOhm (1000), so the register holds it exactly (10 uA would need 1310.72, 0.055% low).
 #define CHIP_NAME "INA228"
-#define CURRENT_LSB_A 10e-6
+#define CURRENT_LSB_A (1.0 / 131072)
 static const uint16_t CT_US[8] = {50, 84, 150, 280, 540, 1052, 2074, 4120};
 static const uint16_t AVG_N[8] = {1, 4, 16, 64, 128, 256, 512, 1024};
 
 static bool configure(uint32_t period_us) {
   uint8_t s, b, a;
   window_us = best_setting(CT_US, AVG_N, period_us, &s, &b, &a);
-  return write_reg(0x01, (0xB << 12) | (b << 9) | (s << 6) | a) &&
-         write_reg(0x02, (uint16_t)(13107.2e6 * CURRENT_LSB_A * (SHUNT_UOHM * 1e-6)));
+  return write_reg(0x0B, 0x8000) && write_reg(0x01, (0xB << 12) | (b << 9) | (s << 6) | a) &&
+         write_reg(0x02, (uint16_t)(13107.2e6 * CURRENT_LSB_A * (SHUNT_UOHM * 1e-6) + 0.5));
 }
 
 static bool read_u24(uint8_t reg, uint32_t *value) {
@@ -211,7 +220,7 @@ static uint8_t sample(long *bus_mv, long *cur_ua, uint32_t *t_ready) {
   *cur_ua = (long)(cur20 * (CURRENT_LSB_A * 1e6));
   return 0;
 }
-#define ENERGY_UJ_PER_LSB "512"  // 16 * 3.2 * 10 uA -> 512 uJ per count
+#define ENERGY_UJ_PER_LSB "390.625"  // 16 * 3.2 * CURRENT_LSB J per count
 static bool read_energy(uint64_t *raw) {
   uint8_t b[5];
   if (!read_bytes(0x09, b, 5)) return false;

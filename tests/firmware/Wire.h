@@ -1,4 +1,4 @@
-// Host build of the firmware: an I2C bus with one simulated sensor on it (ina226_sim.cpp).
+// Host build of the firmware: an I2C bus with one simulated sensor on it (sim.h).
 #pragma once
 #include <cstdint>
 

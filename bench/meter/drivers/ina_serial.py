@@ -29,6 +29,7 @@ from bench.meter.samples import SampleBatch
 log = logging.getLogger(__name__)
 
 HALF_32 = 1 << 31
+ENERGY_WRAP = 1 << 40  # INA228 ENERGY register: 40 bits unsigned, wraps (TI INA228 datasheet 7.6.1, ENERGYOF)
 WIRES = ("auto", "text", "binary")
 # Operating point for the offset terms: a Pi 4 under load draws about 1 A at 5.1 V.
 NOMINAL_V, NOMINAL_A = 5.1, 1.0
@@ -43,10 +44,17 @@ class ChipAccuracy:
     source: str
 
 
+# Datasheet maxima at 25 degC (the Pi's room), power gain = shunt (current) gain + bus gain; the sources are pinned
+# in tests/test_meter_ina.py.
 CHIPS = {
-    "INA226": ChipAccuracy(0.001 + 0.001, 10e-6, 7.5e-3, "TI SBOS547 electrical characteristics: shunt and bus gain "
-                           "error 0.1% max each, shunt offset 10 uV max, bus offset 7.5 mV max"),
-    "INA219": ChipAccuracy(0.01, 100e-6, 0.0, "TI SBOS448: 1% max total error (INA219A), shunt offset 100 uV max"),
+    "INA226": ChipAccuracy(0.001 + 0.001, 10e-6, 7.5e-3, "TI SBOS547B 6.5 Electrical Characteristics: shunt and bus "
+                           "voltage gain error 0.1% max each, shunt offset 10 uV max, bus offset 7.5 mV max"),
+    "INA219": ChipAccuracy(0.005 + 0.005, 100e-6, 0.0, "TI SBOS448G 7.5 Electrical Characteristics, INA219A (the "
+                           "bridge cannot tell A from B): current and bus voltage measurement error 0.5% max each, "
+                           "offset 100 uV max at PGA /1; no separate bus offset"),
+    "INA228": ChipAccuracy(0.0005, 1e-6, 0.0, "TI INA228 datasheet rev. A, features and 6.5: shunt voltage gain "
+                           "error 0.05% max, shunt offset 1 uV max; bus voltage gain and offset not known (not "
+                           "checked), left out"),
 }
 
 
@@ -81,8 +89,8 @@ class InaSerialDriver(SerialDriver):
         self._last_seq: int | None = None
         self._pending: list[tuple | None] = []  # segments of the last chunk still to hand out; None: a gap
         self._gap_next = False
-        self._energy0: int | None = None
-        self.energy_raw: int | None = None
+        self.energy_raw: int | None = None  # the INA228 accumulator's last reading
+        self.energy_counts = 0  # counted since its first reading, across its 40-bit wraps
         self._integrated: tuple[float, int, float] | None = None  # (J since energy0, last t_ns, last W)
         self.header: dict[str, str] = {}
         self.resets = 0
@@ -112,8 +120,8 @@ class InaSerialDriver(SerialDriver):
             "clock_drift_ppm": round(self._clock.drift_ppm, 2), "clock_anchors": self._clock.anchors,
         }
         lsb_uj = float(self.header.get("energy_uj_per_lsb", 0) or 0)
-        if lsb_uj and self.energy_raw is not None and self._energy0 is not None:
-            facts["chip_energy_j"] = (self.energy_raw - self._energy0) * lsb_uj * 1e-6  # INA228 accumulator
+        if lsb_uj and self.energy_raw is not None:
+            facts["chip_energy_j"] = self.energy_counts * lsb_uj * 1e-6  # INA228 accumulator
             facts["samples_energy_j"] = self._integrated[0] if self._integrated else 0.0  # the same span, from us
         return facts
 
@@ -206,7 +214,8 @@ class InaSerialDriver(SerialDriver):
         if d.headers:
             self.header = d.headers[-1]
         if d.energy is not None:
-            self._energy0 = d.energy if self._energy0 is None else self._energy0
+            if self.energy_raw is not None:
+                self.energy_counts += (d.energy - self.energy_raw) % ENERGY_WRAP
             self.energy_raw = d.energy
         if not len(d.seq):
             return SampleBatch.empty()
@@ -266,7 +275,7 @@ class InaSerialDriver(SerialDriver):
         t_host = self._clock.to_host_ns(t_ext)
         o = self.opts
         power = (mv * (o["v_gain"] * 1e-3)) * ((ua - o["i_offset_ua"]) * (o["i_gain"] * 1e-6))
-        if self._energy0 is not None:
+        if self.energy_raw is not None:
             self._cross_check(t_host, power, gap)
         return SampleBatch(t_host, power, gap_before=gap)
 

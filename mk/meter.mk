@@ -2,7 +2,7 @@
 # scripts/meter-install.sh, a venv with only bench.meter's dependencies; no Docker needed). Included by Makefile.
 #
 #   make meter-install METER_DRIVER=ina-serial METER_OPTS="port=/dev/ttyACM0"
-#   make meter-install METER_DRIVER=joulescope METER_LISTEN=0.0.0.0:7461 METER_PIP=joulescope   # a meter host
+#   make meter-install METER_DRIVER=joulescope METER_LISTEN=0.0.0.0:7461   # a meter host (+ extra meter-joulescope)
 
 BENCH_METER_SOCKET ?= /run/edge-llm-bench/meter.sock
 METER_DRIVER ?= ina-serial

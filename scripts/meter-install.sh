@@ -3,10 +3,11 @@
 # the meter read by another machine, so the Pi does no logging work). `make meter-install` calls this.
 #
 #   sudo scripts/meter-install.sh --driver ina-serial --opt port=/dev/serial/by-id/usb-...-if00
-#   sudo scripts/meter-install.sh --driver joulescope --listen 0.0.0.0:7461 --pip joulescope   # a meter host
+#   sudo scripts/meter-install.sh --driver joulescope --listen 0.0.0.0:7461   # a meter host
 #
 # It creates the service user and the query group, a venv in PREFIX with only what bench.meter needs (the
-# `meter` extra of pyproject.toml, versions from requirements.lock), the daemon's config
+# `meter` extra of pyproject.toml and the driver's `meter-<driver>` extra, versions from requirements.lock; for
+# scpi also Debian's libusb-1.0-0), the daemon's config
 # /etc/edge-llm-bench/meter.toml (written by `bench meter serve --print-config`, so it is checked like any
 # config), for --listen a TLS key pair, and the unit; then starts it and waits for the socket.
 # --root DIR writes every file under DIR and changes nothing on the system (no users, no venv, no systemctl).
@@ -67,7 +68,11 @@ fi
 if [ -z "$root" ]; then
     python3 -m venv "$prefix/venv"
     "$prefix/venv/bin/pip" install -q --upgrade 'pip>=24'
-    mapfile -t meter_deps < <(python3 -c 'import sys, tomllib; print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]["meter"]))' "$REPO/pyproject.toml")
+    # The meter extra, and the driver's own (meter-scpi, meter-joulescope) when pyproject.toml has one.
+    mapfile -t meter_deps < <(python3 -c 'import sys, tomllib; x = tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]; print("\n".join(x["meter"] + x.get("meter-" + sys.argv[2], [])))' "$REPO/pyproject.toml" "$driver")
+    if [ "$driver" = scpi ] && ! ldconfig -p | grep -q 'libusb-1.0.so'; then
+        apt-get install -y -qq --no-install-recommends libusb-1.0-0 >/dev/null  # PyUSB's backend, for USBTMC
+    fi
     "$prefix/venv/bin/pip" install -q --no-deps "$REPO"
     "$prefix/venv/bin/pip" install -q -c "$REPO/requirements.lock" "${meter_deps[@]}" "${pips[@]}"
     mkdir -p "$prefix/docs" && cp "$REPO/docs/meter-protocol.md" "$prefix/docs/"

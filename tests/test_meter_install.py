@@ -77,3 +77,21 @@ def test_the_meter_extra_covers_every_import_of_the_meter_package():
     third_party = {DIST.get(m, m) for m in imported - stdlib - {"bench"} - OPTIONAL}
     assert third_party <= declared, f"bench.meter imports {sorted(third_party - declared)} not in the meter extra"
     assert declared - third_party == set(), f"the meter extra lists {sorted(declared - third_party)} never imported"
+
+
+def test_each_vendor_driver_has_an_extra_with_its_packages():
+    """meter-install.sh installs `meter` + `meter-<driver>`: the packages scpi (PyVISA, its pure-Python backend and
+    PyUSB for USBTMC) and joulescope import lazily, pinned the same as in the toolkit's own dependencies."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    names = {e: {re.split(r"[<>=]", d)[0].strip() for d in extras[e]} for e in ("meter-scpi", "meter-joulescope")}
+    assert names == {"meter-scpi": {"pyvisa", "pyvisa-py", "pyusb"}, "meter-joulescope": {"joulescope"}}
+    assert set(extras["meter-scpi"] + extras["meter-joulescope"]) <= set(project["dependencies"])
+    assert OPTIONAL - {"pyvisa_sim"} <= {"joulescope", "pyvisa", "pyvisa_py"}  # pyvisa-sim is for the tests only
+    # the script's own package list, run as it runs it: meter + the driver's extra, and just meter for ina-serial
+    snippet = re.search(r"mapfile -t meter_deps < <\(python3 -c '([^']+)'", (REPO / "scripts/meter-install.sh").read_text())
+    listed = {d: subprocess.run([sys.executable, "-c", snippet.group(1), str(REPO / "pyproject.toml"), d],
+                                capture_output=True, text=True, check=True).stdout.split("\n")[:-1]
+              for d in ("scpi", "joulescope", "ina-serial")}
+    assert listed == {"scpi": extras["meter"] + extras["meter-scpi"],
+                      "joulescope": extras["meter"] + extras["meter-joulescope"], "ina-serial": extras["meter"]}

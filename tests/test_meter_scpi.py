@@ -229,3 +229,34 @@ def test_an_instrument_lost_mid_batch_hands_on_the_readings_before_it(tmp_path):
             drv.read()
         drv.close()
     assert 6 <= len(first.t_ns) <= 0.5 * 40 and np.allclose(first.power_w, 3.0)
+
+
+USB_RESOURCE = "USB0::0x0957::0x0F07::MY12345678::0::INSTR"  # USB[board]::vendor::model::serial::interface::INSTR (IVI VPP-4.3)
+
+
+def test_usbtmc_through_pyvisa_py_lists_and_refuses_cleanly_without_a_device():
+    """pyvisa-py's USBTMC sessions are PyUSB + libusb (installed by make venv / apt, pinned in requirements.lock);
+    with no instrument plugged in, the listing is empty and opening one is one line naming the resource."""
+    import pyvisa
+
+    if not pyvisa.ResourceManager("@py").visalib.get_debug_info()["USB INSTR"].startswith("Available"):
+        pytest.fail("pyvisa-py has no USB INSTR sessions here: install pyusb (make venv) and libusb-1.0-0 (.ci/run)")
+    assert pyvisa.ResourceManager("@py").list_resources("USB?*::INSTR") == ()
+    drv = create("scpi", {"resource": USB_RESOURCE, "visa_library": "@py"})
+    with pytest.raises(DeviceGone) as err:
+        drv.open()
+    assert USB_RESOURCE in str(err.value) and "No device found" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_usbtmc_without_libusb_is_one_line_saying_what_to_install(monkeypatch):
+    import usb.backend.libusb0
+    import usb.backend.libusb1
+    import usb.backend.openusb
+
+    for backend in (usb.backend.libusb1, usb.backend.libusb0, usb.backend.openusb):  # as on a host without libusb
+        monkeypatch.setattr(backend, "get_backend", lambda *a, **k: None)
+    drv = create("scpi", {"resource": USB_RESOURCE, "visa_library": "@py"})
+    with pytest.raises(DeviceGone) as err:
+        drv.open()
+    msg = str(err.value)
+    assert "\n" not in msg and "No backend available" in msg and "apt-get install libusb-1.0-0" in msg

@@ -95,6 +95,15 @@ class SerialTransport:
             pass
 
 
+def _one_line(resource: str, exc: Exception) -> str:
+    """pyvisa-py explains a missing USB stack in a paragraph; its last line, and for a USB resource what to
+    install (pyvisa-py's USBTMC sessions run on PyUSB, which needs libusb)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    if resource.upper().startswith("USB") and any(k in str(exc) for k in ("PyUSB", "backend", "No module named 'usb'")):
+        return f"{lines[-1]}: USBTMC needs PyUSB and libusb (pip install pyusb; Debian: apt-get install libusb-1.0-0)"
+    return lines[-1]
+
+
 class VisaTransport:
     """A PyVISA message-based resource; ``library`` is ``@py`` (pyvisa-py), ``path.yaml@sim`` or a VISA path."""
 
@@ -108,7 +117,8 @@ class VisaTransport:
             self.rm = pyvisa.ResourceManager(library)
             self.inst = self.rm.open_resource(resource, read_termination=terminator, write_termination=terminator)
         except (pyvisa.errors.Error, OSError, ValueError) as exc:
-            raise DeviceGone(f"scpi: cannot open VISA resource {resource!r} ({library}): {exc}") from None
+            raise DeviceGone(f"scpi: cannot open VISA resource {resource!r} ({library}): {_one_line(resource, exc)}") \
+                from None
         if resource.upper().startswith("ASRL"):
             self.inst.baud_rate = baudrate
 

@@ -85,7 +85,9 @@ def test_firmware_output_decodes_with_window_middle_stamps(firmware, chip, comma
     ready = np.array([float(line.split()[1]) for line in err.splitlines() if line.startswith("ready ")])
     n = min(len(ready), len(d.t_us))
     lag_us = d.t_us[:n] + window_us / 2 - ready[:n]  # t_us + half a window - the cycle's end
-    assert np.median(lag_us) < 200  # read right after conversion-ready (host scheduling adds outliers)
+    # read right after conversion-ready: a firmware a cycle behind would lag a whole window (616..936 us) every
+    # time; the host's scheduling of this busy-polling build delays many reads on a loaded machine, never all
+    assert np.percentile(lag_us, 10) < 200
     assert (d.energy is not None) == (chip == "INA228" and fmt == "binary")  # blocks carry the accumulator
 
 
@@ -138,4 +140,6 @@ def test_ina228_energy_accumulator_wraps_and_agrees_with_the_samples(firmware):
     assert float(drv.header["energy_uj_per_lsb"]) == pytest.approx(ENERGY_UJ_PER_LSB)
     assert drv.energy_raw < start  # the accumulator wrapped during the read ...
     assert facts["chip_energy_j"] > 1.0  # ... and the driver counted across it (J since its first reading)
-    assert facts["chip_energy_j"] == pytest.approx(facts["samples_energy_j"], rel=0.02)
+    # a wrap missed would be off by 2^40 counts (429 MJ); the slack is the accumulator read and the last stamp
+    # lining up within a conversion or two, more when a loaded host starves this busy-polling build
+    assert facts["chip_energy_j"] == pytest.approx(facts["samples_energy_j"], rel=0.05), facts

@@ -13,8 +13,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text("utf-8"))["project"]
-# runtime dependencies that are loaded by name, never imported: PyVISA's pure-Python backend ("@py")
-LOADED_BY_NAME = {"pyvisa-py"}
+# runtime dependencies that are loaded by name, never imported: PyVISA's pure-Python backend ("@py"), and PyUSB,
+# which that backend imports for its USBTMC sessions
+LOADED_BY_NAME = {"pyvisa-py", "pyusb"}
 
 
 def normalised(requirement: str) -> str:

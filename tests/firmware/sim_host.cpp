@@ -4,6 +4,7 @@
 // clock set.
 #include <Arduino.h>
 #include <Wire.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <time.h>
@@ -48,7 +49,18 @@ int HostSerial::available() {
   return 1;
 }
 int HostSerial::read() { return getchar(); }
-size_t HostSerial::write(const uint8_t *data, size_t n) { fwrite(data, 1, n, stdout); fflush(stdout); return n; }
+// Blocks while the host is not reading, as a USB CDC port's write does (stdout shares stdin's O_NONBLOCK when both
+// are one pty): bytes are never dropped.
+size_t HostSerial::write(const uint8_t *data, size_t n) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t k = ::write(1, data + done, n - done);
+    if (k > 0) done += (size_t)k;
+    else if (k < 0 && errno != EAGAIN && errno != EINTR) return done;  // the host closed the port
+    else usleep(200);
+  }
+  return n;
+}
 
 void HostWire::begin() {
   const char *e = getenv("SIM_NACK_EVERY");

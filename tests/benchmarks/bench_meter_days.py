@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path[:0] = [ROOT]
 
 from bench.meter.config import DaemonConfig  # noqa: E402
-from bench.meter.drivers.base import Driver  # noqa: E402
+from bench.meter.drivers.base import Driver, Uncertainty  # noqa: E402
 from bench.meter.samples import SampleBatch  # noqa: E402
 
 RATE_HZ = 1000
@@ -51,6 +51,9 @@ class FastForward(Driver):
 
     def close(self) -> None:
         pass
+
+    def uncertainty(self) -> Uncertainty:
+        return Uncertainty(0.0, 0.0, 0.0, "fast-forward benchmark waveform: exact on its grid by construction")
 
     def read(self) -> SampleBatch:
         if self.k >= self.n_total:
@@ -92,9 +95,14 @@ def main(hours: float = 24.0) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         sock = os.path.join(tmp, "m.sock")
-        child = subprocess.Popen([sys.executable, __file__, "--daemon", sock, os.path.join(tmp, "log"), str(hours)],
-                                 stderr=subprocess.DEVNULL)
+        err_path = os.path.join(tmp, "daemon.stderr")
+        with open(err_path, "w") as err:
+            child = subprocess.Popen([sys.executable, __file__, "--daemon", sock, os.path.join(tmp, "log"),
+                                      str(hours)], stderr=err)
         while not os.path.exists(sock):
+            if child.poll() is not None:  # a daemon that cannot start says why, instead of a wait for ever
+                with open(err_path) as err:
+                    raise SystemExit(f"the benchmark daemon exited with {child.returncode}: {err.read()[-800:]}")
             time.sleep(0.05)
         t_start = time.monotonic()
         marks, last_hour, rss_at = 0, 0, {}

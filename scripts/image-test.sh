@@ -225,8 +225,9 @@ selftest() {
 import importlib, pkgutil, sys, time
 import bench
 t = time.monotonic()
-# Scripts, not modules: __main__ runs the CLI, _harness is the sandbox child (run as a program, never imported).
-skip = {"bench.__main__", "bench.scoring._harness"}
+# Scripts, not modules: __main__ runs the CLI; the judge and candidate of the sandbox are programs that read their
+# arguments at start (run as `python -I -S -B FILE`, never imported).
+skip = {"bench.__main__", "bench.scoring.child.candidate", "bench.scoring.child.judge"}
 names = ["bench"] + [m.name for m in pkgutil.walk_packages(bench.__path__, "bench.")]
 failed = []
 for name in names:

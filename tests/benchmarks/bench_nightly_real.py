@@ -2,11 +2,14 @@
 """Benchmark: the nightly drift rule under real llama.cpp inference. Target: no false alarm on unchanged nights,
 every +10% power and +20% latency night detected (exit 1).
 
-A baseline night, then ``--unchanged`` nights of the same subset (SmolLM2-135M through llama.cpp in-process, the
+A warm-up night (into a root of its own, never compared), a baseline night, then ``--unchanged`` nights of the same subset (SmolLM2-135M through llama.cpp in-process, the
 sim meter in ``busy`` mode: load power while an answer runs, so energy follows the real answer time), then
 ``--detect`` nights with every power sample 10% higher and ``--detect`` nights whose answers take 20% longer (the
 real backend, each answer stretched by sleeping; the meter sees the longer answer too). Prints each night's exit
-code, its main changes and the machine's conditions, then the false-alarm and detection rates.
+code, its main changes and the machine's conditions, then the false-alarm and detection rates. All nights run in
+this one process (the slowed backend is injected), and its first night is slower than the rest (answers 20-25%,
+CPU 13-14 s against 10-11 s: first loads and allocations): a cron night is a fresh process every time, so without
+the warm-up only the baseline would pay that, and every later night would look 10-20% faster than it.
 
 The machine-busy check runs as a cron night's would (``--busy-share`` 0.10 by default: other processes above a
 tenth of the machine before the run, or during over a quarter of the answers, make the night exit 2; disturbed
@@ -138,6 +141,7 @@ def main() -> int:
                 if backend is not None:
                     backend.close()
 
+        night(0, "warm-up", dataclasses.replace(opts, root=tmp / "warm-up"), None)
         until_valid("baseline", opts, None, 1)  # the first valid night is the baseline
         if nights["baseline"][-1].exit_code != 0:
             print("no valid baseline night: INCONCLUSIVE (machine busy)")

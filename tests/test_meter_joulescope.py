@@ -11,7 +11,6 @@ Facts, with their sources:
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -19,16 +18,7 @@ import pytest
 from bench.errors import MeterError
 from bench.meter.drivers import create
 from joulescope_binding import Instrument, install
-
-
-def collect(drv, seconds: float):
-    t, p = [], []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        b = drv.read()
-        t.extend(b.t_ns.tolist())
-        p.extend(b.power_w.tolist())
-    return np.array(t), np.array(p)
+from meter_emulators import collect
 
 
 def stamp_errors_ms(t, truth):

@@ -13,7 +13,6 @@ Facts, with their sources:
 from __future__ import annotations
 
 import struct
-import time
 
 import numpy as np
 import pytest
@@ -21,7 +20,7 @@ import pytest
 from bench.errors import MeterError
 from bench.meter.drivers import create, driver_class
 from bench.meter.drivers.um import decode_frame
-from meter_emulators import UmDevice, um_frame
+from meter_emulators import UmDevice, collect, um_frame
 
 SIGROK_UM34C_XOR = (1, 3, 7, 9, 15, 17, 19, 23, 31, 39, 41, 45, 49, 53, 55, 57, 59, 63, 67, 69, 73, 79, 83, 89,
                     97, 99, 109, 111, 113, 119, 121, 127)
@@ -76,16 +75,6 @@ def test_um24c_is_a_driver_and_options_are_checked():
     with pytest.raises(MeterError, match="rate_hz=50"):
         create("um25c", {"rate_hz": "50"})
     assert "tens of seconds" in driver_class("um34c").NOTE
-
-
-def collect(driver, seconds: float):
-    t, p = [], []
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        b = driver.read()
-        t.extend(b.t_ns.tolist())
-        p.extend(b.power_w.tolist())
-    return np.array(t), np.array(p)
 
 
 @pytest.mark.parametrize("model", ["um24c", "um25c", "um34c"])

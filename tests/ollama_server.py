@@ -162,6 +162,7 @@ class OllamaTestServer:
         self.faults: list[Fault] = list(faults or [])
         self.requests: list[tuple[str, dict]] = []
         self.traces: list[Trace] = []
+        self.chunk_sent_ns: list[int] = []  # CLOCK_MONOTONIC right after each streamed line left (tests of the stamps)
         self._lock = threading.Lock()
         self._stalls: list[threading.Event] = []
         self._closing = threading.Event()
@@ -330,6 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
                     time.sleep(fault.seconds)
                 started = self._start_once(started)
                 self._write_chunk(obj)
+                self.app.chunk_sent_ns.append(time.monotonic_ns())
                 sent += 1
                 if "error" in obj:
                     break

@@ -38,7 +38,7 @@ from bench.backends.ollama_cache import CacheTracker
 from bench.backends.ollama_pull import check, pull  # the kind's model store, which the registry calls
 from bench.backends.ollama_http import (Dropped, HTTPStatus, Malformed, OllamaHTTP, OllamaHTTPError, StreamError,
                                         Unreachable, one_line)
-from bench.backends.stream import Chunk, DeadlinePassed, completion_facts, timed_generate
+from bench.backends.stream import Arrival, Chunk, DeadlinePassed, completion_facts, timed_generate
 from bench.catalog import ModelEntry
 from bench.errors import BackendError
 from bench.records import Accounting, Completion
@@ -229,12 +229,14 @@ class OllamaBackend:
                 "parameters": show.get("parameters")}
 
     def _chunks(self, tag: str, body: dict[str, Any], deadline_ns: int, load: tuple, num_ctx: int) -> Iterator[Chunk]:
-        """One attempt's stream as chunks (the hot path: two dict lookups per chunk)."""
+        """One attempt's stream as chunks (the hot path: two dict lookups per chunk), each read's arrival first."""
         pieces = 0
         lines = self._http.stream("/api/generate", body, deadline_ns)
         try:
             for obj in lines:
-                if obj.get("done"):
+                if obj.__class__ is Arrival:
+                    yield obj
+                elif obj.get("done"):
                     yield self._done(tag, obj, load, num_ctx)
                 else:
                     piece = obj.get("response") or ""

@@ -2,10 +2,12 @@
 
 Why not the ``ollama`` client here: an answer streams for seconds to minutes while the meter measures, and this is
 the runner's only work then. Through ``ollama``/``httpx``/``httpcore`` each streamed chunk cost ~300 us of CPU
-(pydantic model, line decoder, h11 events); ``http.client`` reads a chunk in one C-buffered ``read1`` (~130 us on
-the same machine, a raw ``recv`` is ~60 us). And the answer's deadline must bound every socket wait, which the
-public ``httpx`` API cannot express (a read timeout restarts at every read); here each read's timeout is the time
-left. ``bench.models`` uses the official client for pulls, where neither matters.
+(pydantic model, line decoder, h11 events), and a wake-up per token remained even through ``http.client`` (~130 us
+a chunk on the same machine); here ``http.client`` sends the request and parses the headers, and the body is read
+from the socket in gathered reads with the kernel's arrival stamps (``bench.backends.http_body``). And the answer's
+deadline must bound every socket wait, which the public ``httpx`` API cannot express (a read timeout restarts at
+every read); here each read's timeout is the time left. ``bench.models`` uses the official client for pulls,
+where neither matters.
 
 Errors are typed so the backend can classify them: ``HTTPStatus`` (a non-2xx reply), ``StreamError`` (an
 ``{"error": ...}`` line inside a 200 stream), ``Dropped`` (the connection closed mid-reply), ``Unreachable``
@@ -21,7 +23,8 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from bench import __version__
-from bench.backends.stream import DeadlinePassed
+from bench.backends.http_body import BodyError, BodyReader
+from bench.backends.stream import Arrival, DeadlinePassed
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 _HEADERS = {"Content-Type": "application/json", "Accept": "application/json",
@@ -114,43 +117,43 @@ class OllamaHTTP:
         except ValueError:
             raise Malformed(f"{method} {path}: reply is not JSON: {one_line(raw[:200])}") from None
 
-    def stream(self, path: str, body: Any, deadline_ns: int) -> Iterator[dict]:
-        """POST ``body`` and yield each NDJSON line as a dict; every socket wait is bounded by ``deadline_ns``.
+    def stream(self, path: str, body: Any, deadline_ns: int) -> Iterator[dict | Arrival]:
+        """POST ``body`` and yield each NDJSON line as a dict, the lines of each read after that read's ``Arrival``
+        (when its last byte reached this host); every socket wait is bounded by ``deadline_ns``.
 
-        Closing the generator early closes the connection, which makes Ollama cancel the generation.
+        Once a line carries text, reads gather (``bench.backends.http_body``): the stamps stay the kernel's, a read
+        costs one wake-up however many tokens it brings. After the ``done`` line they stop gathering, so the
+        stream's end is read at once. Closing the generator early closes the connection, which makes Ollama
+        cancel the generation.
         """
         resp = self._send("POST", path, body, deadline_ns)
-        sock = self._conn.sock if self._conn is not None else None
-        finished = False
+        reader = BodyReader(self._conn.sock, resp)
         buf = b""
         try:
-            while True:
-                remaining = (deadline_ns - time.monotonic_ns()) / 1e9
-                if remaining <= 0:
-                    raise DeadlinePassed()
-                sock.settimeout(remaining)
-                data = resp.read1(65536)
-                if not data:
-                    break
+            while not reader.done:
+                arrived, data = reader.read(deadline_ns)
                 buf += data
                 if not buf.endswith(b"\n"):
                     continue
                 lines, buf = buf.split(b"\n"), b""
+                yield Arrival(arrived)
                 for line in lines:
                     if line:
                         obj = _loads(line)
                         if "error" in obj:
                             raise StreamError(one_line(obj["error"]))
+                        if obj.get("done"):
+                            reader.gathering = False
+                        elif not reader.gathering and obj.get("response"):
+                            reader.gathering = True
                         yield obj
             if buf.strip():
                 yield _loads(buf)
-            finished = True
-        except TimeoutError:
-            raise DeadlinePassed() from None
-        except (http.client.HTTPException, ConnectionError) as exc:
+        except (BodyError, OSError) as exc:
             raise Dropped(f"{type(exc).__name__}: {one_line(exc) or 'connection closed'}") from None
         finally:
-            if not finished:
+            reader.close()
+            if not reader.reusable:
                 self.close()
 
     # -- internals ----------------------------------------------------------------------------------------------

@@ -1,17 +1,20 @@
 """The one timed generate every backend shares: it stamps, bounds and builds the ``Completion``.
 
-A backend only yields chunks: text pieces (``str``) as they arrive, then one ``Accounting`` (its own counters).
+A backend only yields chunks: text pieces (``str``) as they arrive, then one ``Accounting`` (its own counters);
+a backend that reads from a socket may put an ``Arrival`` before the pieces of each read: when that read's last
+byte reached the host, which is earlier than the piece is handled when reads gather (``bench.backends.http_body``).
 This module owns what the energy windows rely on, so it is the same for every backend:
 
 - ``t_send_ns`` right before the stream is opened, ``t_first_token_ns`` at the first non-empty piece,
-  ``t_last_token_ns`` right after the last chunk (host ``CLOCK_MONOTONIC``);
+  ``t_last_token_ns`` at the last chunk (host ``CLOCK_MONOTONIC``): the latest ``Arrival`` when the backend gives
+  them, else when the piece is handled and right after the stream ends;
 - the deadline: checked after every piece, and passed to the backend, which bounds its own waits by it and raises
   ``DeadlinePassed`` when a wait hits it; either way the answer is ``AnswerTimeout`` carrying the partial text;
 - a stream that ends without an ``Accounting`` (Ollama's repeat guard ends a looping answer that way) is kept as an
   incomplete ``Completion`` (``complete=False``, no backend timings), not dropped.
 
-This loop is the runner's hot path while an answer streams, so it does the least per chunk: a type check, one
-clock read, a list append.
+This loop is the runner's hot path while an answer streams, so it does the least per chunk: a type check or two,
+one clock read, a list append.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from bench.backends.base import AnswerTimeout
 from bench.records import Accounting, Completion
 
 
-Chunk = Union[str, Accounting]
+class Arrival(int):
+    """Host ``CLOCK_MONOTONIC`` ns by which the pieces that follow (up to the next ``Arrival``) had arrived."""
+
+    __slots__ = ()
+
+
+Chunk = Union[str, Accounting, Arrival]
 
 
 class DeadlinePassed(Exception):
@@ -38,27 +47,31 @@ def timed_generate(tag: str, timeout_s: float, deadline_ns: int,
     monotonic_ns = time.monotonic_ns
     pieces: list[str] = []
     t_first: int | None = None
+    arrived: int | None = None
     done: Accounting | None = None
     t_send = monotonic_ns()
     stream = open_stream(deadline_ns)
     why = ""
     try:
         for chunk in stream:
-            if chunk.__class__ is str:
+            kind = chunk.__class__
+            if kind is str:
                 if chunk:
                     if t_first is None:
-                        t_first = monotonic_ns()
+                        t_first = monotonic_ns() if arrived is None else int(arrived)
                     pieces.append(chunk)
                 if monotonic_ns() >= deadline_ns:
                     why = "deadline passed mid-stream"
                     break
+            elif kind is Arrival:
+                arrived = chunk
             else:
                 done = chunk
     except DeadlinePassed:
         why = "stalled" if t_first is not None else "no reply"
     finally:
         stream.close()
-    t_last = monotonic_ns()
+    t_last = monotonic_ns() if arrived is None or why else int(arrived)
     if why:
         partial = Completion(text="".join(pieces), t_send_ns=t_send, t_first_token_ns=t_first, t_last_token_ns=t_last,
                              complete=False)

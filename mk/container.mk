@@ -80,4 +80,5 @@ image-test:  ## CI: build the image's core stage for linux/arm64 under qemu and 
 	scripts/image-test.sh
 
 lint-container:  ## hadolint Dockerfile.arm64, shellcheck scripts/*.sh, compose schema + docker compose config.
+	scripts/lint-tools.sh
 	scripts/lint-container.sh

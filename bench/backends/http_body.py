@@ -2,14 +2,16 @@
 
 Why: while an answer streams, reading it is the runner's only work on the measured device, and a wake-up per token
 (Ollama sends each token as its own HTTP chunk) was most of the runner's CPU then. The energy windows need exact
-times for two moments only, the first token and the end, so once the first token is in (``gathering``), a read
-starts no sooner than ``GATHER_S`` after the previous one and takes everything that came meanwhile: wake-ups are
-bounded by time, not by tokens. What keeps the stamps exact is the kernel: with ``SO_TIMESTAMPNS`` a TCP read
-carries the arrival time of the last segment it returns (``CLOCK_REALTIME``; ``tcp_recv_timestamp`` in Linux's
-net/ipv4/tcp.c), converted here to ``CLOCK_MONOTONIC``, so a chunk that waited in the socket buffer is stamped when
-it arrived, not when it was read. Where the kernel gives no stamp (TLS, where the record layer sits between the
-segments and the bytes; a kernel or socket without it) every read is immediate and stamped when it returns, as a
-read per chunk always was.
+times for two moments only, the first token and the end, so once the first token is in (``gathering``), the kernel
+is asked not to wake the reader before ``GATHER_BYTES`` have queued (``SO_RCVLOWAT``; ``tcp_data_ready`` in Linux's
+net/ipv4/tcp_input.c skips the wake-up below it), or ``GATHER_WAIT_S`` have passed: wake-ups follow bytes, not
+tokens, and they are socket wake-ups, not timer ones (on the machines measured a timer wake-up cost about three
+times as much CPU). What keeps the stamps exact is the kernel: with ``SO_TIMESTAMPNS`` a TCP read carries the
+arrival time of the last segment it returns (``CLOCK_REALTIME``; ``tcp_recv_timestamp`` in net/ipv4/tcp.c),
+converted here to ``CLOCK_MONOTONIC``, so a chunk that waited in the socket buffer is stamped when it arrived, not
+when it was read. Where the kernel gives no stamp (TLS, where the record layer sits between the segments and the
+bytes; a kernel or socket without it) every read is immediate and stamped when it returns, as a read per chunk
+always was.
 
 ``http.client`` sends the request and parses the status line and headers; the body's framing (chunked, a
 ``Content-Length``, or until the server closes) is decoded here (RFC 9112 sections 6 and 7.1).
@@ -26,7 +28,11 @@ import time
 from bench.backends.stream import DeadlinePassed
 
 SO_TIMESTAMPNS = 35  # SO_TIMESTAMPNS_OLD, include/uapi/asm-generic/socket.h (x86, arm, arm64); Python has no name
-GATHER_S = 0.5  # reads at most twice a second once tokens flow; the answer's end is noticed up to this much later
+# Once tokens flow: wake for about ten of Ollama's ~100-byte token lines, or after GATHER_WAIT_S, whichever is first.
+# The answer's end wakes the reader at once when the server closes the connection behind it (the Ollama backend asks
+# it to), else up to GATHER_WAIT_S late; its stamp is the arrival either way.
+GATHER_BYTES = 1024
+GATHER_WAIT_S = 2.0
 READ_BYTES = 65536
 _MAX_SIZE_LINE = 4096  # a chunk-size line (hex size, extensions) longer than this is not HTTP framing
 
@@ -151,12 +157,11 @@ def arrival_ns(ancillary: list[tuple[int, int, bytes]], now_ns: int) -> int | No
 class BodyReader:
     """The body of ``resp`` from ``sock``, read by ``read()``: (arrival stamp, payload) per read until ``done``."""
 
-    def __init__(self, sock: socket.socket, resp: http.client.HTTPResponse, gather_s: float = GATHER_S) -> None:
+    def __init__(self, sock: socket.socket, resp: http.client.HTTPResponse) -> None:
         self._sock = sock
         self._resp = resp
-        self._gather_ns = int(gather_s * 1e9)
         self.stamped = enable_arrival_stamps(sock)
-        self.gathering = False  # set by the caller once the moments that need a prompt read are past
+        self._gathering = False
         self.reads = 0
         if resp.chunked:
             self._framing: Chunked | Sized | UntilClose = Chunked()
@@ -177,8 +182,21 @@ class BodyReader:
         return self._framing.done and not self._framing.extra and not isinstance(self._framing, UntilClose) \
             and not self._resp.will_close
 
+    @property
+    def gathering(self) -> bool:
+        return self._gathering
+
+    @gathering.setter
+    def gathering(self, on: bool) -> None:
+        """Set by the caller once the moments that need a prompt read are past (and unset before one is due)."""
+        on = on and self.stamped
+        if on != self._gathering:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, GATHER_BYTES if on else 1)
+            self._gathering = on
+
     def read(self, deadline_ns: int) -> tuple[int, bytes]:
-        """One read's payload (possibly empty: framing only) and when its last byte arrived (host monotonic ns).
+        """One read's payload (possibly empty: framing only, or nothing came while gathering) and when its last
+        byte arrived (host monotonic ns).
 
         Raises ``DeadlinePassed`` when the wait runs into ``deadline_ns``, ``BodyError`` on broken framing or an
         early close, ``OSError`` (``ConnectionError``) from the socket.
@@ -186,21 +204,21 @@ class BodyReader:
         if self._early:
             data, self._early = self._early, b""
             return self._last_ns, self._framing.feed(data)
-        if self.gathering and self.stamped:
-            wait_ns = min(self._last_ns + self._gather_ns, deadline_ns) - time.monotonic_ns()
-            if wait_ns > 0:
-                time.sleep(wait_ns / 1e9)
         remaining = (deadline_ns - time.monotonic_ns()) / 1e9
         if remaining <= 0:
             raise DeadlinePassed()
-        self._sock.settimeout(remaining)
+        wait = min(remaining, GATHER_WAIT_S) if self._gathering else remaining
+        self._sock.settimeout(wait)
         try:
-            if self.stamped:
-                data, ancillary, _, _ = self._sock.recvmsg(READ_BYTES, 64)
-            else:
-                data, ancillary = self._sock.recv(READ_BYTES), []
+            data, ancillary = self._receive()
         except TimeoutError:
-            raise DeadlinePassed() from None
+            if wait == remaining:
+                raise DeadlinePassed() from None
+            self._sock.settimeout(0)  # GATHER_WAIT_S passed: take what is there, below the low-water mark
+            try:
+                data, ancillary = self._receive()
+            except BlockingIOError:
+                return self._last_ns, b""
         now = time.monotonic_ns()
         self.reads += 1
         stamp = arrival_ns(ancillary, now) if ancillary else None
@@ -211,6 +229,12 @@ class BodyReader:
             return self._last_ns, b""
         return self._last_ns, self._framing.feed(data)
 
+    def _receive(self) -> tuple[bytes, list]:
+        if self.stamped:
+            data, ancillary, _, _ = self._sock.recvmsg(READ_BYTES, 64)
+            return data, ancillary
+        return self._sock.recv(READ_BYTES), []
+
     def _take_buffered(self) -> bytes:
         """What ``http.client``'s buffered reader already holds past the headers, without waiting for more."""
         self._sock.settimeout(0)
@@ -220,9 +244,14 @@ class BodyReader:
             return b""
 
     def close(self) -> None:
-        """Let ``http.client`` consider the reply finished (the socket stays with the connection)."""
+        """Let ``http.client`` consider the reply finished (the socket stays with the connection, which must not
+        keep the low-water mark: the next reply's headers would wait for it)."""
+        try:
+            self.gathering = False
+        except OSError:
+            pass  # a socket that broke is closed by the caller
         self._resp.close()
 
 
-__all__ = ["BodyError", "BodyReader", "Chunked", "GATHER_S", "Sized", "UntilClose", "arrival_ns",
+__all__ = ["BodyError", "BodyReader", "Chunked", "GATHER_BYTES", "GATHER_WAIT_S", "Sized", "UntilClose", "arrival_ns",
            "enable_arrival_stamps"]

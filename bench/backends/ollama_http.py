@@ -29,6 +29,9 @@ from bench.backends.stream import Arrival, DeadlinePassed
 DEFAULT_HOST = "http://127.0.0.1:11434"
 _HEADERS = {"Content-Type": "application/json", "Accept": "application/json",
             "User-Agent": f"edge-llm-bench/{__version__}"}
+# A stream asks the server to close after it: the FIN right behind the last chunk wakes a gathering reader at once
+# (a closed socket is readable below any low-water mark), so the answer's end is noticed without a wait.
+_STREAM_HEADERS = {**_HEADERS, "Connection": "close"}
 
 
 class OllamaHTTPError(Exception):
@@ -122,11 +125,11 @@ class OllamaHTTP:
         (when its last byte reached this host); every socket wait is bounded by ``deadline_ns``.
 
         Once a line carries text, reads gather (``bench.backends.http_body``): the stamps stay the kernel's, a read
-        costs one wake-up however many tokens it brings. After the ``done`` line they stop gathering, so the
-        stream's end is read at once. Closing the generator early closes the connection, which makes Ollama
-        cancel the generation.
+        costs one wake-up however many tokens it brings. The server closes the connection after the stream, and
+        the reader stops gathering after the ``done`` line, so the stream's end is read at once. Closing the
+        generator early closes the connection, which makes Ollama cancel the generation.
         """
-        resp = self._send("POST", path, body, deadline_ns)
+        resp = self._send("POST", path, body, deadline_ns, _STREAM_HEADERS)
         reader = BodyReader(self._conn.sock, resp)
         buf = b""
         try:
@@ -164,7 +167,8 @@ class OllamaHTTP:
             self._conn = cls(self._host, self._port, timeout=timeout_s)
         return self._conn
 
-    def _send(self, method: str, path: str, body: Any, deadline_ns: int) -> http.client.HTTPResponse:
+    def _send(self, method: str, path: str, body: Any, deadline_ns: int,
+              headers: dict[str, str] = _HEADERS) -> http.client.HTTPResponse:
         """Send one request and wait (bounded by the deadline) for the status line; raise on a non-2xx reply."""
         payload = None if body is None else json.dumps(body).encode("utf-8")
         for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile gets one fresh retry
@@ -181,7 +185,7 @@ class OllamaHTTP:
                     raise Unreachable(f"{self.base_url}: {type(exc).__name__}: {one_line(exc)}") from None
             try:
                 conn.sock.settimeout(max(1e-3, (deadline_ns - time.monotonic_ns()) / 1e9))
-                conn.request(method, self._prefix + path, body=payload, headers=_HEADERS)
+                conn.request(method, self._prefix + path, body=payload, headers=headers)
                 resp = conn.getresponse()
             except TimeoutError:
                 self.close()

@@ -237,3 +237,23 @@ def test_declared_accuracy_is_the_datasheets(chip):
     assert doc in u.source and (bus_offset_v or "not known" in u.source or "no separate" in u.source)
     drv.header = {"protocol": "2", "chip": "INA999"}
     assert "not known" in drv.uncertainty().source and drv.uncertainty().power_rel == 0.005
+
+
+def test_a_1khz_stream_is_handed_over_once_per_batch_s_with_nothing_lost(tmp_path):
+    """The tty is emptied as often as its 4 KiB buffer needs, but the driver's per-chunk work runs once per
+    batch_s, and each chunk ends on freshly arrived bytes (the clock anchor the stamp test above relies on)."""
+    link = str(tmp_path / "ttyINA")
+    with InaDevice(link, protocol=2, rate_hz=1000) as dev:
+        drv = create("ina-serial", {"port": link, "batch_s": 0.5})
+        drv.open()
+        try:
+            collect(drv, 1.0)
+            t0, batches, samples = time.monotonic(), 0, 0
+            while time.monotonic() - t0 < 3.0:
+                b = drv.read()
+                batches += len(b) > 0
+                samples += len(b)
+        finally:
+            drv.close()
+    assert dev.binary and drv.lost == 0 and drv.garbage == 0
+    assert samples > 2500 and 5 <= batches <= 8, (batches, samples)  # ~0.5 s each, not one per ~3 KiB (~0.28 s)

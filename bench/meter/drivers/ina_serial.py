@@ -73,8 +73,8 @@ class InaSerialDriver(SerialDriver):
         "shunt_tolerance": Option(float, 0.01, "the shunt resistor's tolerance (fraction); 0 once i_gain is "
                                                "calibrated against a reference"),
         "silence_s": Option(float, 2.0, "no byte for this long means the device is gone"),
-        "batch_s": Option(float, 0.5, "longest sleep between reads (fewer wake-ups, less CPU); an energy query "
-                                      "waits up to this long for the samples covering its end"),
+        "batch_s": Option(float, 0.5, "how often samples are handed over (fewer wake-ups, less CPU); an energy "
+                                      "query waits up to this long for the samples covering its end"),
         "header_timeout_s": Option(float, 1.0, "how long open() waits for the header"),
     }
 
@@ -179,7 +179,7 @@ class InaSerialDriver(SerialDriver):
     def _await_header(self, wanted) -> bool:  # noqa: ANN001 - a predicate on the header
         deadline = time.monotonic() + self.opts["header_timeout_s"]
         while time.monotonic() < deadline:
-            data, _ = self._reader.read_chunk()
+            data, _ = self._reader.probe()
             for header in self._feed(data).headers:
                 self.header = header
             if self.header and wanted(self.header):

@@ -2,7 +2,8 @@
 
 pyserial's ``readline`` reads one byte per system call and tops out near 2,000 lines/s; reading whatever is
 waiting and decoding it ourselves handles 100k records/s (environment notes, section 6). Between reads the reader
-sleeps while the stream fills the tty buffer, so a 1 kHz stream costs a few wake-ups per second, not thousands.
+sleeps while the stream fills the tty buffer, and hands its reads over in chunks of about ``batch_s``, so a 1 kHz
+stream costs a few wake-ups and about two hand-overs per second, not thousands.
 """
 
 from __future__ import annotations
@@ -27,13 +28,10 @@ def open_port(url: str, baudrate: int, timeout_s: float) -> serial.Serial:
 
 
 # The Linux tty layer holds 4 KiB (N_TTY_BUF_SIZE) for a reader that is not reading; past that a USB CDC device is
-# throttled and a pty writer blocks. Waking when about 3 KiB have queued takes a third fewer wake-ups than waking at
-# 2 KiB and still leaves a quarter of the buffer as margin for jitter in the rate.
+# throttled and a pty writer blocks. Taking what has queued when about 3 KiB are there takes a third fewer wake-ups
+# than at 2 KiB and still leaves a quarter of the buffer as margin for jitter in the rate.
 TTY_BUFFER_BYTES = 4096
 TTY_TARGET_BYTES = 3072
-# Every PROBE_EVERY-th read follows the previous one at once, so it blocks until the device's next bytes and stamps
-# them as they arrive: a chunk with almost no queueing delay, the kind of clock anchor a device-clock map needs.
-PROBE_EVERY = 8
 RATE_SPAN_S = 0.02
 
 
@@ -52,7 +50,14 @@ class SerialDriver(Driver):
 
 
 class ChunkReader:
-    """Chunked reads of a streaming device: ``read_chunk()`` -> (bytes, host ns when they arrived).
+    """Chunked reads of a streaming device: ``read_chunk()`` -> (bytes, host ns when the last of them arrived).
+
+    A chunk is what came in about ``batch_s``: the bytes are taken from the tty whenever about
+    ``TTY_TARGET_BYTES`` have queued (its buffer holds 4 KiB), and the chunk ends with a probe, a read that waits
+    for the device's next bytes, so its last bytes are stamped as they arrive: every chunk carries a clock anchor
+    with almost no queueing delay, the kind a device-clock map needs. The driver's work per chunk (decoding, the
+    clock map, the daemon's buffer and raw log) is done once per ``batch_s``, not once per tty-full: on the machines
+    measured that work, not the wake-up, was most of the CPU of a read.
 
     Raises ``DeviceGone`` after ``silence_s`` without a byte; pyserial raises SerialException (an OSError) when the
     device is unplugged.
@@ -63,45 +68,51 @@ class ChunkReader:
         self.batch_s = batch_s
         self.silence_s = silence_s
         self._last_byte_ns = time.monotonic_ns()
-        self._sleep_s = 0.0  # how long to let the next chunk accumulate
-        self._reads = 0
+        self._handed_ns = self._last_byte_ns  # when the last chunk was handed over
         self._rate = 0.0  # bytes/s, learnt from the reads
 
     def read_chunk(self) -> tuple[bytes, int]:
-        """One wake-up: sleep while the stream fills the buffer, then take everything queued in one read (or block
-        for the first byte of a stream that has gone quiet)."""
-        if self._sleep_s > 0:
-            time.sleep(self._sleep_s)
-        waiting = self.port.in_waiting
-        data = self.port.read(waiting) if waiting else self.port.read(1)
+        """One chunk: sleep while the stream fills the tty, take what queued (as often as the tty needs), then
+        probe."""
+        parts = []
+        until = self._handed_ns + int(self.batch_s * 1e9)
+        while True:
+            wait_ns = until - time.monotonic_ns()
+            if wait_ns <= 0:
+                break
+            time.sleep(min(wait_ns / 1e9, TTY_TARGET_BYTES / self._rate if self._rate else RATE_SPAN_S))
+            waiting = self.port.in_waiting
+            if waiting:
+                parts.append(self.port.read(waiting))
+                self._learn_rate(waiting, time.monotonic_ns())
+                if waiting >= TTY_BUFFER_BYTES - 256:  # (nearly) full: the link outruns the estimate
+                    self._rate *= 2
+        data, now = self.probe()
+        parts.append(data)
+        self._handed_ns = now
+        return b"".join(parts), now
+
+    def probe(self) -> tuple[bytes, int]:
+        """Block for the device's next bytes (up to the port's timeout) and take what came with them."""
+        data = self.port.read(1)
         now = time.monotonic_ns()
-        if data and not waiting:  # we blocked for the first byte: take the rest that came with it
+        if data:
             more = self.port.in_waiting
             if more:
                 data += self.port.read(more)
                 now = time.monotonic_ns()
-        if data:
-            self._sleep_s = self._next_sleep(len(data), now)
             self._last_byte_ns = now
-        else:
-            self._sleep_s = 0.0
-            if (now - self._last_byte_ns) / 1e9 > self.silence_s:
-                raise DeviceGone(f"serial device {self.port.port} sent nothing for {self.silence_s:g} s")
+        elif (now - self._last_byte_ns) / 1e9 > self.silence_s:
+            raise DeviceGone(f"serial device {self.port.port} sent nothing for {self.silence_s:g} s")
         return data, now
 
-    def _next_sleep(self, n_bytes: int, now_ns: int) -> float:
-        """Sleep until about ``TTY_TARGET_BYTES`` have queued at the stream's byte rate, at most ``batch_s``; a read
-        that came back (nearly) full means the link outruns us: read again at once, so nothing backs up. Every
-        ``PROBE_EVERY``-th read is a probe: no sleep. The rate is learnt only from reads at least
-        ``RATE_SPAN_S`` apart: a probe or a burst says little about it, and a wrong guess would cascade into
-        short sleeps."""
+    def _learn_rate(self, n_bytes: int, now_ns: int) -> None:
+        """The stream's byte rate, learnt only from reads at least ``RATE_SPAN_S`` after the previous bytes (a
+        read just after a probe says little about it, and a wrong guess would cascade into short sleeps)."""
         elapsed_s = (now_ns - self._last_byte_ns) / 1e9
         if elapsed_s >= RATE_SPAN_S:
             self._rate = n_bytes / elapsed_s
-        self._reads += 1
-        if n_bytes >= TTY_BUFFER_BYTES - 256 or self.batch_s <= 0 or self._reads % PROBE_EVERY == 0:
-            return 0.0
-        return min(self.batch_s, TTY_TARGET_BYTES / self._rate) if self._rate else RATE_SPAN_S
+        self._last_byte_ns = now_ns
 
     def reset(self) -> None:
-        self._last_byte_ns = time.monotonic_ns()
+        self._last_byte_ns = self._handed_ns = time.monotonic_ns()

@@ -257,3 +257,14 @@ def test_a_1khz_stream_is_handed_over_once_per_batch_s_with_nothing_lost(tmp_pat
             drv.close()
     assert dev.binary and drv.lost == 0 and drv.garbage == 0
     assert samples > 2500 and 5 <= batches <= 8, (batches, samples)  # ~0.5 s each, not one per ~3 KiB (~0.28 s)
+
+
+def test_after_a_flush_a_whole_first_line_is_kept_and_a_cut_one_dropped():
+    """reset(resync=True) follows reset_input_buffer: the stream may start mid-record, or exactly on a record."""
+    lines = [frame(b"D,%d,%d,5000,600000" % (k, 1000 + k * 1000)) for k in (1, 2, 3)]
+    whole = StreamDecoder()
+    whole.reset(resync=True)
+    assert whole.feed(b"".join(lines)).seq.tolist() == [1, 2, 3] and whole.garbage == 0
+    cut = StreamDecoder()
+    cut.reset(resync=True)
+    assert cut.feed(lines[0][5:] + lines[1] + lines[2]).seq.tolist() == [2, 3] and cut.garbage == 0

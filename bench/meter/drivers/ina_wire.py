@@ -129,6 +129,8 @@ class StreamDecoder:
         buf = self._tail + data
         if self._resync:
             starts = [x for x in (buf.find(MAGIC), buf.find(b"\n") + 1 if b"\n" in buf else -1) if x >= 0]
+            if self._whole_first_line(buf):
+                starts.append(0)  # the flush happened to end on a record boundary: keep that record
             if not starts:
                 self._tail = buf[-1:]  # the first byte of a magic may end this chunk
                 return self._join([], [], None)
@@ -164,6 +166,12 @@ class StreamDecoder:
         run.flush_into(cols)
         self._tail = buf[i:]
         return self._join(cols, headers, run.energy)
+
+    @staticmethod
+    def _whole_first_line(buf: bytes) -> bool:
+        """Whether ``buf`` starts with a complete, CRC-valid sample line (not the tail of one cut by a flush)."""
+        m = SAMPLE_LINE.match(buf, 0, buf.find(b"\n"))
+        return m is not None and binascii.crc_hqx(m.group(1), CRC_AFTER_D) == int(m.group(2), 16)
 
     @staticmethod
     def _text_run(buf: bytes, i: int, nl: int, magic: int) -> int:

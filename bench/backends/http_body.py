@@ -162,7 +162,6 @@ class BodyReader:
         self._resp = resp
         self.stamped = enable_arrival_stamps(sock)
         self._gathering = False
-        self.reads = 0
         if resp.chunked:
             self._framing: Chunked | Sized | UntilClose = Chunked()
         elif resp.length is not None:
@@ -220,8 +219,7 @@ class BodyReader:
             except BlockingIOError:
                 return self._last_ns, b""
         now = time.monotonic_ns()
-        self.reads += 1
-        stamp = arrival_ns(ancillary, now) if ancillary else None
+        stamp = arrival_ns(ancillary, now)
         # stamps never go backwards: bytes read after the early ones may have arrived before that first read ended
         self._last_ns = max(stamp if stamp is not None else now, self._last_ns)
         if not data:
